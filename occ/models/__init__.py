@@ -1,0 +1,2 @@
+"""Models. Importing this package registers every part in ``occ.registry.MODELS``."""
+from . import backbones, collab, heads, losses, temporal, view_transforms, world  # noqa: F401

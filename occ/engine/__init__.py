@@ -1,0 +1,1 @@
+"""Training engine: hooks and helpers around mmengine Runner."""
