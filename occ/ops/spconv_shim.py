@@ -1,0 +1,73 @@
+"""Make spconv's CPU wheel usable without a CUDA driver.
+
+spconv 2.x asks ``torch.cuda.current_stream()`` for a stream handle before
+every sparse op, even when all tensors live on the CPU; without a driver that
+call raises. Its CPU kernels ignore the stream, so handing them 0 (the null
+stream) is correct. On a machine with CUDA the original function is kept.
+
+The patch is applied once, when ``occ.ops`` is imported. It replaces the
+function in ``spconv.pytorch.cppcore`` (so modules imported later pick up the
+patched one) and in every already-imported spconv module that bound the name
+with ``from spconv.pytorch.cppcore import get_current_stream``.
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+_PATCHED = False
+
+
+def _null_stream_if_no_cuda(original):
+    def get_current_stream():
+        # Checked per call, not at patch time, so a process that initialises
+        # CUDA later still gets real streams.
+        if torch.cuda.is_available():
+            return original()
+        return 0
+    get_current_stream.__wrapped__ = original
+    get_current_stream.__doc__ = 'CUDA stream handle, or 0 when CUDA is absent (occ spconv shim).'
+    return get_current_stream
+
+
+def apply_spconv_shim() -> bool:
+    """Patch spconv's ``get_current_stream`` everywhere it is bound.
+
+    Returns True if spconv is installed (patched now or earlier), False if
+    spconv cannot be imported (sparse heads then raise a clear error).
+    """
+    global _PATCHED
+    if _PATCHED:
+        return True
+    try:
+        import spconv.pytorch  # noqa: F401  (imports ops, hash, utils)
+        from spconv.pytorch import cppcore
+    except ImportError:
+        return False
+    original = cppcore.get_current_stream
+    patched = _null_stream_if_no_cuda(original)
+    cppcore.get_current_stream = patched
+    for name, module in list(sys.modules.items()):
+        if name.startswith('spconv.') and getattr(module, 'get_current_stream', None) is original:
+            setattr(module, 'get_current_stream', patched)
+    _PATCHED = True
+    return True
+
+
+def spconv_available() -> bool:
+    """True if spconv can be imported and the shim is in place."""
+    return apply_spconv_shim()
+
+
+def require_spconv(what: str):
+    """Return ``spconv.pytorch`` (shim applied) or raise naming the missing wheel."""
+    if not apply_spconv_shim():
+        raise ImportError(
+            f'{what} needs spconv: `pip install spconv==2.3.8` (CPU) or '
+            f'`pip install spconv-cu120==2.3.8` (CUDA 12); see pyproject extras [cpu]/[cu120].')
+    import spconv.pytorch as spconv
+    return spconv
+
+
+apply_spconv_shim()
