@@ -1,1 +1,14 @@
-"""See docs/CONTRACTS.md."""
+"""Temporal memory: past BEV maps aligned by ego motion and fused (docs/TEMPORAL.md).
+
+``TemporalFusion`` is the module OccNet calls; the fusion ops are
+``ConcatConvFusion`` (BEVDet4D-style), ``TemporalSelfAttention``
+(BEVFormer-style deformable attention) and ``ConvGRUFusion`` (recurrent).
+"""
+from .align import BEVAligner, bev_cell_centers, cur2past_transform, warp_bev
+from .concat_fusion import ConcatConvFusion
+from .conv_gru import ConvGRUFusion
+from .temporal_attention import TemporalSelfAttention
+from .temporal_fusion import TemporalFusion
+
+__all__ = ['BEVAligner', 'bev_cell_centers', 'cur2past_transform', 'warp_bev', 'ConcatConvFusion',
+           'ConvGRUFusion', 'TemporalSelfAttention', 'TemporalFusion']
