@@ -1,0 +1,118 @@
+"""Read a bandwidth sweep: how much of full sharing's gain survives at 1/16 of its bytes.
+
+Input rows are (name, bytes, mIoU): ``bytes`` is the mean bytes sent per
+message (or per frame; be consistent), as OccMetric/predict report it. The
+ego-only row has 0 bytes (or is named ``ego``); the full-sharing row is
+named ``full`` (or has the most bytes). The gain retained at a size ``s`` is
+``(mIoU(s) - mIoU_ego) / (mIoU_full - mIoU_ego)``, with ``mIoU(s)``
+interpolated linearly in log2(bytes) between measured budgets.
+
+    python -m occ.models.collab.sweep results.csv     # columns name, bytes, miou
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+
+_ALIASES = {'name': ('name', 'config', 'run'), 'bytes': ('bytes', 'bytes_sent', 'bytes_per_message'),
+            'miou': ('miou', 'mIoU', 'm_iou')}
+
+
+def _interp_log2(points: list, x: float):
+    """Linear interpolation of (log2 bytes, mIoU) points (sorted) at x; None outside their span."""
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    if points and math.isclose(points[-1][0], x):
+        return points[-1][1]
+    return None
+
+
+def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction: float = 1 / 16) -> dict:
+    """Summarise a sweep.
+
+    Args:
+        rows: iterable of dicts with ``name``, ``bytes``, ``miou``.
+        fraction: the message size, relative to full sharing, to read the curve at.
+    Returns:
+        dict ``rows`` (each with ``bytes``, ``log2_bytes`` (None for 0 bytes), ``miou``,
+        ``gain_retained``), ``ego_miou``, ``full_miou``, ``full_bytes``, ``target_bytes``,
+        ``miou_at_target`` and ``retained_at_target`` (None when the target lies outside the
+        measured budgets, with the reason in ``note``).
+    """
+    rows = [dict(name=str(r['name']), bytes=float(r['bytes']), miou=float(r['miou'])) for r in rows]
+    ego = [r for r in rows if r['name'] == ego_name] or [r for r in rows if r['bytes'] == 0]
+    if not ego:
+        raise ValueError(f'budget_report: no ego-only row (name {ego_name!r} or bytes 0)')
+    full = [r for r in rows if r['name'] == full_name] or [max(rows, key=lambda r: r['bytes'])]
+    ego, full = ego[0], full[0]
+    if full['bytes'] <= 0:
+        raise ValueError('budget_report: the full-sharing row sends 0 bytes')
+    gain = full['miou'] - ego['miou']
+    out_rows = []
+    for r in sorted(rows, key=lambda r: r['bytes']):
+        out_rows.append(dict(r, log2_bytes=math.log2(r['bytes']) if r['bytes'] > 0 else None,
+                             gain_retained=(r['miou'] - ego['miou']) / gain if gain else None))
+    target = full['bytes'] * fraction
+    pts = sorted({(math.log2(r['bytes']), r['miou']) for r in rows if r['bytes'] > 0 and r is not ego})
+    at = _interp_log2(pts, math.log2(target))
+    note = ''
+    if at is None:
+        note = f'target {target:.0f} B is outside the measured budgets'
+    elif not gain:
+        note = 'full sharing does not beat ego-only: retained gain undefined'
+    return dict(rows=out_rows, ego_miou=ego['miou'], full_miou=full['miou'], full_bytes=full['bytes'],
+                target_bytes=target, miou_at_target=at,
+                retained_at_target=(at - ego['miou']) / gain if at is not None and gain else None,
+                note=note)
+
+
+def format_report(rep: dict) -> str:
+    """Markdown table plus the one-line answer."""
+    lines = ['| run | bytes | log2(bytes) | mIoU | gain retained |', '|---|---:|---:|---:|---:|']
+    for r in rep['rows']:
+        lg = '-' if r['log2_bytes'] is None else f"{r['log2_bytes']:.2f}"
+        g = '-' if r['gain_retained'] is None else f"{100 * r['gain_retained']:.1f} %"
+        lines.append(f"| {r['name']} | {r['bytes']:.0f} | {lg} | {r['miou']:.2f} | {g} |")
+    if rep['retained_at_target'] is None:
+        lines.append(f"\nAt {rep['target_bytes']:.0f} B (1/16 of full): {rep['note']}")
+    else:
+        lines.append(f"\nAt {rep['target_bytes']:.0f} B (1/16 of full): mIoU {rep['miou_at_target']:.2f}, "
+                     f"{100 * rep['retained_at_target']:.1f} % of full sharing's gain over ego-only")
+    return '\n'.join(lines)
+
+
+def load_rows(path: str) -> list:
+    """Rows from a CSV (header row) or JSON (list of objects); errors name the file."""
+    if not os.path.isfile(path):
+        raise ValueError(f'{path}: sweep table not found')
+    with open(path, newline='') as f:
+        raw = json.load(f) if path.endswith('.json') else list(csv.DictReader(f))
+    if not isinstance(raw, list) or not raw:
+        raise ValueError(f'{path}: expected a non-empty list of rows')
+    rows = []
+    for i, r in enumerate(raw):
+        row = {}
+        for key, names in _ALIASES.items():
+            hit = [n for n in names if n in r]
+            if not hit:
+                raise ValueError(f'{path}: row {i} lacks a {key!r} column (one of {names}); has {sorted(r)}')
+            row[key] = r[hit[0]]
+        rows.append(row)
+    return rows
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
+        return 2
+    print(format_report(budget_report(load_rows(argv[0]))))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
