@@ -1,0 +1,251 @@
+"""Info files: one record per keyframe, built from any nuScenes root with nuscenes-devkit.
+
+The same code path serves real v1.0-mini / v1.0-trainval and the synthetic
+world. Format (docs/CONTRACTS.md): ``occ_infos_<split>.pkl`` holds
+``{'metadata': {...}, 'infos': [info, ...]}`` sorted by (scene_name, timestamp),
+paths relative to the data root, matrices float32.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import pickle
+
+import numpy as np
+from pyquaternion import Quaternion
+
+from occ.constants import CAMERA_NAMES, CLASS_NAMES, LIDAR_NAME
+from occ.data.occ3d_io import OccFileError, occ3d_label_path
+from occ.grid import OCC3D_RANGE
+from occ.utils.io import atomic_open
+
+INFO_VERSION_ORDER = ('v1.0-trainval', 'v1.0-mini', 'v1.0-test')
+
+# nuScenes category prefix -> Occ3D class index (the lidarseg 16-class merge;
+# categories that lidarseg ignores become 'others').
+_CATEGORY_TO_OCC = (
+    ('movable_object.barrier', 1), ('vehicle.bicycle', 2), ('vehicle.bus', 3),
+    ('vehicle.car', 4), ('vehicle.construction', 5), ('vehicle.motorcycle', 6),
+    ('human.pedestrian.adult', 7), ('human.pedestrian.child', 7),
+    ('human.pedestrian.construction_worker', 7), ('human.pedestrian.police_officer', 7),
+    ('movable_object.trafficcone', 8), ('vehicle.trailer', 9), ('vehicle.truck', 10),
+)
+
+
+def category_to_occ(name: str) -> int:
+    """nuScenes category name (or an Occ3D class name) -> Occ3D class index; unknown -> 0 (others)."""
+    if name in CLASS_NAMES:
+        return CLASS_NAMES.index(name)
+    for prefix, cls in _CATEGORY_TO_OCC:
+        if name == prefix or name.startswith(prefix + '.'):
+            return cls
+    return 0
+
+
+def pose_matrix(translation, rotation) -> np.ndarray:
+    """nuScenes translation [3] + quaternion (w, x, y, z) -> 4x4 float64."""
+    m = np.eye(4)
+    m[:3, :3] = Quaternion(rotation).rotation_matrix
+    m[:3, 3] = translation
+    return m
+
+
+def detect_version(root: str) -> str:
+    """The ``v1.0-*`` table folder under ``root``; trainval > mini > test when several exist."""
+    found = sorted(os.path.basename(os.path.dirname(p))
+                   for p in glob.glob(os.path.join(root, 'v1.0-*', 'scene.json')))
+    if not found:
+        raise FileNotFoundError(f'{root}: no nuScenes table folder (v1.0-*/scene.json) found')
+    for v in INFO_VERSION_ORDER:
+        if v in found:
+            return v
+    if len(found) > 1:
+        raise ValueError(f'{root}: several table folders {found}; pass --version')
+    return found[0]
+
+
+def scene_splits(root: str, version: str, scene_names: list[str], val_fraction: float = 0.2):
+    """Split name -> list of scene names, and where the split came from.
+
+    ``splits.json`` in the root wins; otherwise the official nuScenes split for
+    mini / trainval / test; otherwise a deterministic split of the sorted names
+    (the last ``val_fraction`` of them, at least one, become val).
+    """
+    path = os.path.join(root, 'splits.json')
+    if os.path.isfile(path):
+        try:
+            with open(path) as f:
+                splits = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(f'{path}: cannot read splits ({e})') from e
+        if not isinstance(splits, dict) or not all(isinstance(v, list) for v in splits.values()):
+            raise ValueError(f'{path}: expected {{"train": [scene names], "val": [...]}}')
+        return {k: list(v) for k, v in splits.items()}, 'splits.json'
+    from nuscenes.utils.splits import create_splits_scenes
+    official = create_splits_scenes()
+    names = set(scene_names)
+    if version == 'v1.0-mini':
+        return {'train': official['mini_train'], 'val': official['mini_val']}, 'nuscenes'
+    if version == 'v1.0-test':
+        return {'test': official['test']}, 'nuscenes'
+    if version == 'v1.0-trainval' and names <= set(official['train']) | set(official['val']):
+        return {'train': official['train'], 'val': official['val']}, 'nuscenes'
+    ordered = sorted(scene_names)
+    n_val = max(1, int(round(len(ordered) * val_fraction))) if len(ordered) > 1 else 0
+    return {'train': ordered[:len(ordered) - n_val], 'val': ordered[len(ordered) - n_val:]}, 'auto'
+
+
+def _boxes(nusc, sample, global2ego: np.ndarray) -> dict:
+    centers, sizes, yaws, cats, inst = [], [], [], [], []
+    for tok in sample['anns']:
+        a = nusc.get('sample_annotation', tok)
+        m = global2ego @ pose_matrix(a['translation'], a['rotation'])
+        centers.append(m[:3, 3])
+        sizes.append(a['size'])
+        yaws.append(np.arctan2(m[1, 0], m[0, 0]))
+        cats.append(category_to_occ(a['category_name']))
+        inst.append(a['instance_token'])
+    return {'center': np.asarray(centers, np.float32).reshape(-1, 3),
+            'size': np.asarray(sizes, np.float32).reshape(-1, 3),
+            'yaw': np.asarray(yaws, np.float32),
+            'category': np.asarray(cats, np.int64),
+            'instance_token': np.asarray(inst, dtype=object)}
+
+
+def sample_info(nusc, sample, scene, frame_idx: int, cameras=CAMERA_NAMES) -> dict:
+    """One info record (CONTRACTS.md) for a nuScenes sample."""
+    lidar_sd = nusc.get('sample_data', sample['data'][LIDAR_NAME])
+    lidar_cs = nusc.get('calibrated_sensor', lidar_sd['calibrated_sensor_token'])
+    ego2global = pose_matrix(**_pose(nusc.get('ego_pose', lidar_sd['ego_pose_token'])))
+    global2ego = np.linalg.inv(ego2global)
+    cams = {}
+    for cam in cameras:
+        if cam not in sample['data']:
+            raise KeyError(f'sample {sample["token"]} (scene {scene["name"]}) has no {cam} data')
+        sd = nusc.get('sample_data', sample['data'][cam])
+        cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
+        sensor2ego = pose_matrix(cs['translation'], cs['rotation'])
+        cam_e2g = pose_matrix(**_pose(nusc.get('ego_pose', sd['ego_pose_token'])))
+        cams[cam] = {
+            'data_path': sd['filename'],
+            'intrinsics': np.asarray(cs['camera_intrinsic'], np.float32),
+            # Camera -> keyframe ego: absorbs the motion between camera and LiDAR timestamps.
+            'cam2ego': (global2ego @ cam_e2g @ sensor2ego).astype(np.float32),
+            'sensor2ego': sensor2ego.astype(np.float32),
+            'ego2global': cam_e2g.astype(np.float32),
+            'timestamp': int(sd['timestamp']),
+            'width': int(sd['width']), 'height': int(sd['height']),
+        }
+    return {
+        'token': sample['token'], 'scene_token': scene['token'], 'scene_name': scene['name'],
+        'timestamp': int(sample['timestamp']), 'frame_idx': frame_idx,
+        'prev': sample['prev'], 'next': sample['next'],
+        'ego2global': ego2global.astype(np.float32),
+        'lidar_path': lidar_sd['filename'],
+        'lidar2ego': pose_matrix(lidar_cs['translation'], lidar_cs['rotation']).astype(np.float32),
+        'cams': cams,
+        'occ_path': occ3d_label_path('', scene['name'], sample['token']),
+        'boxes': _boxes(nusc, sample, global2ego),
+    }
+
+
+def _pose(ep: dict) -> dict:
+    return {'translation': ep['translation'], 'rotation': ep['rotation']}
+
+
+def label_grid(root: str, infos: list[dict]) -> dict:
+    """Grid of the label files, read from the first one (200x200x16 -> 0.4 m, 100x100x8 -> 0.8 m)."""
+    from occ.data.occ3d_io import load_occ3d_labels
+    for info in infos:
+        path = os.path.join(root, info['occ_path'])
+        if os.path.isfile(path):
+            shape = load_occ3d_labels(path)['semantics'].shape
+            extent = np.array(OCC3D_RANGE[3:]) - np.array(OCC3D_RANGE[:3])
+            vox = extent / np.array(shape)
+            if not np.allclose(vox, vox[0], atol=1e-6):
+                raise OccFileError(f'{path}: grid {shape} is not a cubic-voxel grid over {OCC3D_RANGE}')
+            return {'pc_range': list(OCC3D_RANGE), 'voxel_size': float(round(vox[0], 6))}
+    return {'pc_range': list(OCC3D_RANGE), 'voxel_size': None}
+
+
+def read_cooperative(root: str) -> dict | None:
+    """``cooperative.json`` (cooperative synthetic worlds) -> sample token -> (agent_id, [neighbour dicts])."""
+    path = os.path.join(root, 'cooperative.json')
+    if not os.path.isfile(path):
+        return None
+    raise OccFileError(f'{path}: cooperative format not supported yet')
+
+
+def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = False,
+                progress: bool = True, cameras=CAMERA_NAMES):
+    """All info records of a nuScenes root, grouped by split.
+
+    Returns ``(split -> {'metadata', 'infos'}, messages)``. Raises OccFileError
+    naming the label file when a sample has no ``gts/`` labels (unless
+    ``skip_missing_occ``; then the sample is dropped and reported in ``messages``).
+    """
+    from nuscenes import NuScenes
+    from tqdm import tqdm
+
+    root = os.path.abspath(root)
+    version = version or detect_version(root)
+    nusc = NuScenes(version=version, dataroot=root, verbose=False)
+    has_occ = os.path.isdir(os.path.join(root, 'gts'))
+    coop = read_cooperative(root)
+    splits, source = scene_splits(root, version, [s['name'] for s in nusc.scene])
+    scene_split = {name: split for split, names in splits.items() for name in names}
+    out = {split: [] for split in splits}
+    messages = []
+    n_samples = sum(s['nbr_samples'] for s in nusc.scene)
+    bar = tqdm(total=n_samples, desc=f'infos {version}', disable=not progress, unit='sample')
+    for scene in sorted(nusc.scene, key=lambda s: s['name']):
+        split = scene_split.get(scene['name'])
+        tok, frame_idx = scene['first_sample_token'], 0
+        while tok:
+            sample = nusc.get('sample', tok)
+            bar.update(1)
+            tok = sample['next']
+            if split is None:
+                frame_idx += 1
+                continue
+            info = sample_info(nusc, sample, scene, frame_idx, cameras)
+            frame_idx += 1
+            if has_occ and not os.path.isfile(os.path.join(root, info['occ_path'])):
+                msg = (f'{os.path.join(root, info["occ_path"])}: Occ3D labels missing for sample '
+                       f'{info["token"]} (scene {scene["name"]})')
+                if not skip_missing_occ:
+                    raise OccFileError(msg + '; pass --skip-missing-occ to leave such samples out')
+                messages.append(msg + ' (skipped)')
+                continue
+            if coop is not None and info['token'] in coop:
+                info['agent_id'], info['neighbors'] = coop[info['token']]
+            out[split].append(info)
+    bar.close()
+    result = {}
+    for split, infos in out.items():
+        infos.sort(key=lambda i: (i['scene_name'], i['timestamp']))
+        grid = label_grid(root, infos) if has_occ else {'pc_range': list(OCC3D_RANGE), 'voxel_size': None}
+        result[split] = {'metadata': {'version': version, 'dataroot': root, 'splits_from': source,
+                                      'grid': grid, 'has_occ': has_occ},
+                         'infos': infos}
+    return result, messages
+
+
+def save_infos(data: dict, path: str) -> None:
+    with atomic_open(path, 'wb') as f:
+        pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_infos(path: str) -> dict:
+    """Read an info file written by ``tools/create_data.py``; errors name the file."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'{path}: info file not found (run tools/create_data.py --root <data root>)')
+    try:
+        with open(path, 'rb') as f:
+            data = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
+        raise OccFileError(f'{path}: corrupt or truncated info file ({type(e).__name__}: {e})') from e
+    if not isinstance(data, dict) or 'infos' not in data or 'metadata' not in data:
+        raise OccFileError(f'{path}: not an occ info file (expected a dict with "metadata" and "infos")')
+    return data
