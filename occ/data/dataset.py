@@ -19,11 +19,13 @@ Frames and augmentation (read this before writing model geometry)
   the grid after rotation get semantics 255 and masks 0.
 * ``ego2global`` is the original pose; the augmented ego frame's pose is
   ``ego2global @ inv(bev_aug)``.
-* History frames (``history``) share the sample's ``img_aug`` draw and its
+* History frames (``history``, keys as the current frame plus ``bev_aug``
+  [T,4,4] and ``valid`` [T]) share the sample's ``img_aug`` draw and its
   ``bev_aug``; each has its own ``cam2ego`` / ``ego2global``, so past ego ->
   current augmented ego is ``bev_aug @ inv(ego2global) @ history.ego2global``.
-* Neighbours (``neighbors``) are other vehicles: their ``cam2ego`` maps into
-  *their own* ego frame (no ``bev_aug``); neighbour ego -> current augmented ego
+* Neighbours (``neighbors``: frame keys, ``bev_aug`` (identity), ``valid``,
+  ``agent_id``, leading K) are other vehicles: their ``cam2ego`` maps into
+  *their own* ego frame (not augmented); neighbour ego -> current augmented ego
   is ``bev_aug @ inv(ego2global) @ neighbors.ego2global``.
 * Future labels (``future_semantics`` [H,X,Y,Z], horizon h = h keyframes
   ahead) are expressed in the current augmented ego frame when
@@ -198,7 +200,7 @@ class OccDataset(Dataset):
                 out.append(load_dense_depth(path, fulls[n], hw))
         return np.stack(out).astype(np.float32)
 
-    def _history(self, info: dict, img_params) -> dict:
+    def _history(self, info: dict, img_params, bev_aug: np.ndarray) -> dict:
         frames, valid = [], []
         for t in range(self.num_history, 0, -1):                 # oldest first, most recent last
             want = info['frame_idx'] - t * self.history_stride
@@ -209,6 +211,8 @@ class OccDataset(Dataset):
             frames.append(self._frame(src, img_params)[0])
             valid.append(ok)
         out = {k: np.stack([f[k] for f in frames]) for k in FRAME_KEYS}
+        # The same BEV augmentation, so a history BEV is built in the same augmented frame.
+        out['bev_aug'] = np.repeat(bev_aug[None].astype(np.float32), len(frames), 0)
         out['valid'] = np.asarray(valid, bool)
         return out
 
@@ -252,6 +256,7 @@ class OccDataset(Dataset):
             ids.append(-1)
         out = {key: np.stack([f[key] for f in frames]) if frames else
                np.zeros((0,) + ego_frame[key].shape, np.float32) for key in FRAME_KEYS}
+        out['bev_aug'] = np.repeat(np.eye(4, dtype=np.float32)[None], k, 0)   # neighbours are never augmented
         out['valid'] = np.asarray(valid, bool)
         out['agent_id'] = np.asarray(ids, np.int64)
         return out
@@ -278,7 +283,7 @@ class OccDataset(Dataset):
         if self.load_depth:
             out['depth'] = self._depth(info, frame, fulls)
         if self.num_history:
-            out['history'] = self._history(info, img_params)
+            out['history'] = self._history(info, img_params, bev_aug)
         if self.load_neighbors:
             out['neighbors'] = self._neighbors(info, img_params, frame)
         out = _to_torch(out)

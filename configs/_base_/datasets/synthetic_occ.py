@@ -1,0 +1,46 @@
+# Synthetic world (tools/make_synthetic.py) -> OccDataset, CPU defaults.
+# Top-level variables are what ablations override; the dataset sections read them.
+data_root = 'data/demo'
+img_size = (128, 352)          # (H, W) network input
+grid_voxel = 0.8               # 100 x 100 x 8 model grid; 0.4 m label files are coarsened
+num_history = 0                # T past frames (temporal models set this)
+num_future = 0                 # H future label frames (world models set this)
+load_depth = False             # LiDAR depth targets per pixel (depth-supervised lift-splat)
+batch_size = 2
+num_workers = 2
+
+# Train-time augmentation; geometry stays exact (see occ/data/dataset.py docstring).
+data_aug = dict(
+    img=dict(scale=(0.94, 1.11), rot=(-5.4, 5.4), flip=0.5, crop_y=(0.7, 1.0)),
+    bev=dict(rot=(-22.5, 22.5), flip_x=0.5, flip_y=0.5),
+)
+
+_dataset = dict(
+    type='OccDataset',
+    data_root=data_root,
+    img_size=img_size,
+    grid_voxel=grid_voxel,
+    num_history=num_history,
+    num_future=num_future,
+    load_depth=load_depth,
+    depth_source='lidar',
+)
+
+train_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=False,          # workers must be re-forked to see set_epoch
+    # EpochSyncSampler (occ.engine) = DefaultSampler + dataset.set_epoch: resumable augmentation.
+    sampler=dict(type='EpochSyncSampler', shuffle=True),
+    collate_fn=dict(type='occ_collate'),
+    dataset=dict(_dataset, info_file=data_root + '/occ_infos_train.pkl', aug=data_aug, test_mode=False),
+)
+val_dataloader = dict(
+    batch_size=batch_size,
+    num_workers=num_workers,
+    persistent_workers=False,
+    sampler=dict(type='DefaultSampler', shuffle=False),
+    collate_fn=dict(type='occ_collate'),
+    dataset=dict(_dataset, info_file=data_root + '/occ_infos_val.pkl', aug=None, test_mode=True),
+)
+test_dataloader = val_dataloader
