@@ -25,6 +25,7 @@ configured semantic losses see the final active voxels.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -34,6 +35,8 @@ from torch import nn
 from occ.constants import FREE, IGNORE_INDEX, NUM_CLASSES
 from occ.ops.spconv_shim import require_spconv
 from occ.registry import MODELS
+
+from .base import BaseOccHead
 
 DEFAULT_LOSSES = (
     dict(type='WeightedCELoss', class_weight='auto', loss_weight=1.0),
@@ -87,7 +90,7 @@ class _SubMBlock(nn.Module):
 
 
 @MODELS.register_module()
-class SparseOccHead(nn.Module):
+class SparseOccHead(BaseOccHead):
     """Coarse-to-fine sparse occupancy head.
 
     Args:
@@ -102,10 +105,17 @@ class SparseOccHead(nn.Module):
         occ_prior: initial occupancy probability of the level classifiers.
         free_logit: logit of class 17 at pruned voxels in the dense view (others 0).
         num_classes: 18 (Occ3D).
-        losses: semantic loss configs (``MODELS``), applied to the final active voxels.
+        losses: semantic loss configs (``MODELS``, see :class:`BaseOccHead`), applied
+            to the final active voxels.
         occ_loss_weight: weight of each level's binary occupancy BCE.
         occ_pos_weight: BCE weight of occupied voxels (they are the minority).
+
+    ``uses_labels_in_forward``: a model should call ``head(bev, voxel_semantics=..., mask=...)``
+    in training so GT-occupied voxels are kept (without them the head still trains,
+    but on the voxels it already believes occupied).
     """
+
+    uses_labels_in_forward = True
 
     def __init__(self, in_channels: int, grid_shape: Sequence[int] = (100, 100, 8),
                  channels: Sequence[int] = (64, 32, 32), num_convs: int = 1,
@@ -114,7 +124,7 @@ class SparseOccHead(nn.Module):
                  free_logit: float = 10.0, num_classes: int = NUM_CLASSES,
                  losses: Sequence[dict] = DEFAULT_LOSSES, occ_loss_weight: float = 1.0,
                  occ_pos_weight: float = 2.0):
-        super().__init__()
+        super().__init__(losses)
         self.spconv = require_spconv('SparseOccHead')
         self.grid_shape = tuple(int(s) for s in grid_shape)
         self.channels = tuple(int(c) for c in channels)
@@ -130,6 +140,7 @@ class SparseOccHead(nn.Module):
         self.keep_gt_in_training = bool(keep_gt_in_training)
         self.free_logit, self.num_classes = float(free_logit), int(num_classes)
         self.occ_loss_weight, self.occ_pos_weight = float(occ_loss_weight), float(occ_pos_weight)
+        self._warned = False
 
         c0, zc = self.channels[0], self.coarse_shape[2]
         self.bev_conv = nn.Sequential(
@@ -147,7 +158,6 @@ class SparseOccHead(nn.Module):
         # split: each kept parent emits 8 children, child o = (dx, dy, dz) at index o = 4dx + 2dy + dz
         self.splits = nn.ModuleList(nn.Linear(ci, 8 * co) for ci, co in zip(self.channels[:-1], self.channels[1:]))
         self.cls_pred = nn.Linear(self.channels[-1], self.num_classes)
-        self.losses = nn.ModuleList(MODELS.build(dict(cfg)) for cfg in losses)
         self.register_buffer('child_offsets', torch.tensor(
             [[0, dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)], dtype=torch.int32),
             persistent=False)
@@ -213,6 +223,10 @@ class SparseOccHead(nn.Module):
         indices = grid.reshape(-1, 4).to(device=bev.device, dtype=torch.int32)
         feats = vol.permute(0, 2, 3, 4, 1).reshape(-1, self.channels[0])
         use_gt = self.training and self.keep_gt_in_training and voxel_semantics is not None
+        if self.training and self.keep_gt_in_training and voxel_semantics is None and not self._warned:
+            warnings.warn('SparseOccHead: training without voxel_semantics in forward; GT-occupied '
+                          'voxels cannot be kept, fine levels see only score-kept voxels')
+            self._warned = True
 
         occ_levels = []
         for level in range(self.num_splits + 1):
@@ -273,19 +287,7 @@ class SparseOccHead(nn.Module):
         sem_t = _gather(target, indices)[None]                # [1, M]
         sem_m = None if mask is None else _gather(mask.bool(), indices)[None]
         sem_logits = logits.t()[None]                          # [1, C, M]
-        for loss_fn in self.losses:
-            name = _loss_key(type(loss_fn).__name__, losses)
+        for name, loss_fn in zip(self.loss_names, self.losses):
             losses[name] = loss_fn(sem_logits, sem_t, sem_m)
         return losses
 
-
-def _loss_key(cls_name: str, taken: dict) -> str:
-    """'WeightedCELoss' -> 'loss_weighted_ce' (suffixed if used twice)."""
-    base = cls_name[:-4] if cls_name.endswith('Loss') else cls_name
-    snake = ''.join('_' + ch.lower() if ch.isupper() and i and not base[i - 1].isupper() else ch.lower()
-                    for i, ch in enumerate(base))
-    key, n = f'loss_{snake}', 1
-    while key in taken:
-        n += 1
-        key = f'loss_{snake}_{n}'
-    return key
