@@ -134,7 +134,7 @@ class CollabFusion(nn.Module):
             keep = topk_by_confidence(score, max(n, math.ceil(self.select_ratio * num)))
             feat, pos = feat[keep], pos[keep]
         merged = merge_to(feat, pos, n, size=size, radius=self.merge_radius)
-        data = encode_tokens(merged['feat'], merged['pos'], merged['size'], pose, self.quant, num)
+        data = encode_tokens(merged['feat'], merged['pos'], merged['size'], pose, self.quant)
         return data, merged['feat']
 
     # --------------------------------------------------------------- receiver

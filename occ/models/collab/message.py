@@ -57,9 +57,9 @@ class Message:
     nbytes: int
 
 
-def size_dtype_for(num_cells: int) -> np.dtype:
-    """Sizes never exceed the number of cells: uint16 when that fits."""
-    return np.dtype('<u2') if num_cells <= np.iinfo(np.uint16).max else np.dtype('<u4')
+def size_dtype_for(max_size: int) -> np.dtype:
+    """Integer type for token sizes up to ``max_size`` (a map's cell count bounds every size)."""
+    return np.dtype('<u2') if max_size <= np.iinfo(np.uint16).max else np.dtype('<u4')
 
 
 def message_nbytes(kind: str, quant: str, channels: int, n: int, has_sizes: bool = False,
@@ -116,13 +116,14 @@ def _pose_tuple(pose) -> tuple:
 
 
 def encode_tokens(feat: torch.Tensor, pos: torch.Tensor, size: torch.Tensor | None, pose,
-                  quant: str = 'fp16', num_cells: int | None = None) -> bytes:
+                  quant: str = 'fp16') -> bytes:
     """Serialise tokens.
 
     Args:
         feat: [n, C]; pos: [n, 2] metres (sender frame); size: [n] or None (all ones).
         pose: sender (x, y, yaw) in the global frame, as the sender believes it.
-        num_cells: cells of the original map (picks the size integer width); default sum of sizes.
+    Sizes are sent as uint16 unless one exceeds 65535 (then uint32), so a message is never
+    longer than ``message_nbytes`` with the itemsize ``size_dtype_for(num_cells)`` plans for.
     """
     _check_quant(quant)
     feat_np = feat.detach().float().cpu().numpy()
@@ -137,7 +138,7 @@ def encode_tokens(feat: torch.Tensor, pos: torch.Tensor, size: torch.Tensor | No
         if size_np.shape != (n,) or (size_np < 1).any():
             raise ValueError(f'encode_tokens: size must be [{n}] with values >= 1')
         if (size_np != 1).any():
-            sdt = size_dtype_for(int(num_cells if num_cells is not None else size_np.sum()))
+            sdt = size_dtype_for(int(size_np.max()))
             if size_np.max() > np.iinfo(sdt).max:
                 raise ValueError(f'encode_tokens: size {size_np.max()} does not fit {sdt}')
             flags |= FLAG_SIZES | (FLAG_SIZES_U32 if sdt.itemsize == 4 else 0)
