@@ -35,15 +35,15 @@ def make_scene(seed, n_frames):
     return dict(feat=feats, ego2global=torch.stack(poses), bev_aug=torch.stack(augs))
 
 
-def make_batch(scenes, samples, t_hist):
-    """Batch of (scene name, frame index) samples with T history slots (most recent last)."""
+def make_batch(scenes, samples, t_hist, stride=1):
+    """Batch of (scene name, frame index) samples with T history slots ``stride`` apart (most recent last)."""
     cur = {k: [] for k in ('feat', 'ego2global', 'bev_aug')}
     hist = {k: [] for k in ('feat', 'ego2global', 'bev_aug', 'valid')}
     for name, k in samples:
         s = scenes[name]
         for key in cur:
             cur[key].append(s[key][k])
-        idx = [k - t_hist + i for i in range(t_hist)]
+        idx = [k - (t_hist - i) * stride for i in range(t_hist)]
         for key in cur:
             # missing frames are filled with the oldest frame's data, flagged invalid
             hist[key].append(torch.stack([s[key][max(i, 0)] for i in idx]))
@@ -85,6 +85,19 @@ def test_streaming_equals_recomputed_history(fusion):
             if k > 0:   # history actually changes the result
                 no_hist = dict(batch, history=dict(batch['history'], valid=torch.zeros(1, t, dtype=torch.bool)))
                 assert not torch.allclose(streamed, m.forward_train(bev_fn, batch['feat'], no_hist), atol=1e-3)
+
+
+@pytest.mark.parametrize('fusion', FUSIONS, ids=lambda f: f['type'])
+def test_streaming_with_history_stride(fusion):
+    t, stride = 3, 2
+    scenes = {'a': make_scene(12, 7)}
+    m = build(fusion, t, history_stride=stride)
+    state = None
+    with torch.no_grad():
+        for k in range(7):
+            batch = make_batch(scenes, [('a', k)], t, stride)
+            streamed, state = m.forward_stream(batch['feat'], batch, state)
+            assert torch.allclose(streamed, m.forward_train(bev_fn, batch['feat'], batch), atol=1e-5), k
 
 
 @pytest.mark.parametrize('fusion', FUSIONS, ids=lambda f: f['type'])

@@ -58,10 +58,12 @@ class TemporalFusion(nn.Module):
         streaming: in eval mode keep memory across calls instead of
             recomputing history from the batch.
         max_scenes: per-scene memories kept while streaming.
+        history_stride: keyframes between history frames; must equal the
+            dataset's ``history_stride`` (streaming looks frames up by index).
     """
 
     def __init__(self, fusion: dict, num_history: int, pc_range, history_grad: bool = False,
-                 streaming: bool = True, max_scenes: int = 4):
+                 streaming: bool = True, max_scenes: int = 4, history_stride: int = 1):
         super().__init__()
         if num_history < 1:
             raise ValueError(f'TemporalFusion needs num_history >= 1 (got {num_history}); '
@@ -77,6 +79,9 @@ class TemporalFusion(nn.Module):
         self.history_grad = history_grad
         self.streaming = streaming
         self.max_scenes = max_scenes
+        if history_stride < 1:
+            raise ValueError(f'TemporalFusion: history_stride must be >= 1, got {history_stride}')
+        self.history_stride = history_stride
 
     @property
     def recurrent(self) -> bool:
@@ -193,8 +198,9 @@ class TemporalFusion(nn.Module):
 
         ``state`` is an ``OrderedDict`` scene_token -> list of entries
         ``(frame_idx, feat [C, X, Y], ego2global [4, 4], bev_aug [4, 4] | None)``,
-        oldest first (encoder BEV maps; for the recurrent fusion one entry,
-        the state). Samples of one batch are processed in order, so a batch
+        oldest first: the encoder BEV maps of the last T * history_stride
+        frames, or for the recurrent fusion the states of the last
+        history_stride frames. Samples of one batch are processed in order, so a batch
         may hold consecutive frames of the same scene.
         """
         b = bev.shape[0]
@@ -211,24 +217,28 @@ class TemporalFusion(nn.Module):
             x = bev[i:i + 1]
             pose = poses[i:i + 1]
             aug = None if augs is None else augs[i:i + 1]
-            entries = mem.pop(scenes[i], [])
-            # keep only frames that are exactly 1..T steps back; a backwards
-            # jump or a gap drops them, which is the scene-boundary reset
-            entries = [e for e in entries if 1 <= fidx[i] - e[0] <= self.num_history]
+            s = self.history_stride
+            # the recurrence reads the state made ``s`` frames back (s chains
+            # interleave when s > 1); the queue reads T slots s frames apart
+            reach = s if self.recurrent else self.num_history * s
+            # keep only frames 1..reach steps back; a backwards jump (replay)
+            # or a gap drops them, which is the scene-boundary reset
+            entries = [e for e in mem.pop(scenes[i], []) if 1 <= fidx[i] - e[0] <= reach]
+            by_idx = {e[0]: e for e in entries}
             if self.recurrent:
                 prev = None
-                if entries and entries[-1][0] == fidx[i] - 1:
-                    _, feat, p, a = entries[-1]
+                e = by_idx.get(fidx[i] - s)
+                if e is not None:
+                    _, feat, p, a = e
                     prev = dict(feat=feat[None], valid=torch.ones(1, dtype=torch.bool, device=x.device),
                                 cur2past=cur2past_transform(pose, p[None], aug, None if a is None else a[None]))
                 new = self.fusion.step(x, prev)
                 out.append(self.fusion.output(x, new))
-                entries = [(fidx[i], new[0].detach(), pose[0], None if aug is None else aug[0])]
+                kept = new
             else:
-                by_idx = {e[0]: e for e in entries}
                 frames = []
                 for k in range(self.num_history, 0, -1):   # oldest first
-                    e = by_idx.get(fidx[i] - k)
+                    e = by_idx.get(fidx[i] - k * s)
                     if e is None:
                         frames.append(dict(feat=torch.zeros_like(x), cur2past=torch.eye(4, device=x.device)[None],
                                            valid=torch.zeros(1, dtype=torch.bool, device=x.device)))
@@ -237,8 +247,9 @@ class TemporalFusion(nn.Module):
                                            cur2past=cur2past_transform(pose, e[2][None], aug,
                                                                        None if e[3] is None else e[3][None])))
                 out.append(self.fusion(x, frames))
-                entries = entries + [(fidx[i], x[0].detach(), pose[0], None if aug is None else aug[0])]
-                entries = entries[-self.num_history:]
+                kept = x
+            entries = [e for e in entries if fidx[i] - e[0] < reach]
+            entries.append((fidx[i], kept[0].detach(), pose[0], None if aug is None else aug[0]))
             mem[scenes[i]] = entries        # re-inserted last = most recently used
             while len(mem) > self.max_scenes:
                 mem.popitem(last=False)
