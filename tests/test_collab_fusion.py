@@ -233,3 +233,23 @@ def test_registry_build_and_bad_arguments():
     bev, nbs = _maps()
     with pytest.raises(ValueError, match='neighbor_bevs'):
         m(bev, _batch(), nbs[:, :, :4])
+
+
+def test_latency_is_keyed_by_scene_agent_and_frame():
+    from occ.models.collab import CommChannel
+    ch = CommChannel(latency=1)
+    assert ch.transmit(('s1', 1), b'a', frame=0) is None
+    assert ch.transmit(('s1', 1), b'b', frame=1) == b'a'
+    assert ch.transmit(('s2', 1), b'x', frame=2) is None          # another scene: nothing stale
+    assert ch.transmit(('s1', 1), b'd', frame=3) is None          # frame 2 never sent
+    assert ch.transmit(('s1', 1), b'e', frame=4) == b'd'
+    # Through CollabFusion: the batch's scene_token / frame_idx / agent_id name the sender.
+    bev, nbs = _maps()
+    batch = _batch()
+    batch['neighbors']['agent_id'] = torch.tensor([[7]])
+    m = _module(strategy='topk', budget_bytes=600, latency=1)
+    outs = []
+    for scene, frame in (('A', 0), ('B', 5), ('A', 1)):
+        batch.update(scene_token=[scene], frame_idx=torch.tensor([frame]))
+        outs.append(m(bev, batch, nbs)[0])
+    assert torch.equal(outs[0], bev) and torch.equal(outs[1], bev) and not torch.equal(outs[2], bev)

@@ -1,20 +1,19 @@
 """The link between agents: latency and message loss, seeded.
 
-Latency ``L`` frames: what arrives now is what that sender sent ``L`` calls
-ago (a stale message, with the sender's pose *at that time* in its header, so
-static scenery still lands right and only moving things are off). Until a
-sender has sent ``L`` messages nothing arrives from it. Loss: each arriving
-message is dropped with probability ``drop_prob``.
+Latency ``L`` frames: what arrives at frame ``t`` is what that sender sent at
+frame ``t - L`` (a stale message, with the sender's pose *at that time* in its
+header, so static scenery still lands right and only moving things are off).
+If that message was never sent (first frames of a sequence, or the previous
+frame was not processed, as in shuffled training) nothing arrives. Loss: each
+arriving message is dropped with probability ``drop_prob``.
 """
 from __future__ import annotations
-
-from collections import deque
 
 import numpy as np
 
 
 class CommChannel:
-    """Per-sender FIFO of messages plus random loss.
+    """Per-sender store of recent messages plus random loss.
 
     Args:
         drop_prob: probability in [0, 1] that a message is lost.
@@ -31,16 +30,26 @@ class CommChannel:
         self.reset()
 
     def reset(self) -> None:
-        """Forget queued messages and restart the loss draws from the seed."""
-        self._queues: dict = {}
+        """Forget stored messages and restart the loss draws from the seed."""
+        self._sent: dict = {}       # sender key -> {frame: bytes or None}
+        self._calls: dict = {}      # sender key -> calls so far (frame index when none is given)
         self._rng = np.random.default_rng(self.seed)
 
-    def transmit(self, sender_key, data: bytes | None) -> bytes | None:
-        """Send ``data`` (None: nothing sent) from ``sender_key``; return what arrives now."""
+    def transmit(self, sender_key, data: bytes | None, frame: int | None = None) -> bytes | None:
+        """Send ``data`` (None: nothing sent) from ``sender_key`` at ``frame``; return what arrives now.
+
+        ``frame`` is the sender's frame index in its sequence; without it, successive calls with
+        the same key count as successive frames.
+        """
         if self.latency:
-            q = self._queues.setdefault(sender_key, deque())
-            q.append(data)
-            data = q.popleft() if len(q) > self.latency else None
+            if frame is None:
+                frame = self._calls.get(sender_key, 0)
+                self._calls[sender_key] = frame + 1
+            store = self._sent.setdefault(sender_key, {})
+            store[int(frame)] = data
+            data = store.get(int(frame) - self.latency)
+            for old in [f for f in store if f <= frame - self.latency]:   # keep memory bounded
+                del store[old]
         if data is not None and self.drop_prob > 0 and self._rng.random() < self.drop_prob:
             return None
         return data

@@ -171,7 +171,8 @@ class CollabFusion(nn.Module):
             bev: [B, C, X, Y] ego BEV (in the ego frame after ``batch['bev_aug']``).
             batch: flat batch dict; reads ``ego2global`` [B, 4, 4], optional ``bev_aug`` [B, 4, 4]
                 and ``neighbors``: ``ego2global`` [B, K, 4, 4], ``valid`` [B, K], optional
-                ``bev_aug`` [B, K, 4, 4] and ``agent_id`` [B, K] (keys the latency queue).
+                ``bev_aug`` [B, K, 4, 4] and ``agent_id`` [B, K]; ``scene_token`` (list) and
+                ``frame_idx`` [B] (with ``agent_id``) key the latency queue.
             neighbor_bevs: [B, K, C, X, Y], each in its sender's frame (None: no neighbours).
             neighbor_conf: optional [B, K, X, Y] confidence for selection.
         Returns:
@@ -198,7 +199,7 @@ class CollabFusion(nn.Module):
             ego_aug = bev_aug_2d(batch['bev_aug'][b]) if batch.get('bev_aug') is not None else None
             feats, poss, sizes, reaches = [], [], [], []
             for k in range(k_sz):
-                key = (b, int(agent_id[b, k])) if agent_id is not None else (b, 'slot', k)
+                key, frame = self._sender_key(batch, b, k, agent_id)
                 data, sent_feat = None, None
                 if valid[b, k]:
                     true_pose = pose2d(n_e2g[b, k])
@@ -213,7 +214,7 @@ class CollabFusion(nn.Module):
                         conf = neighbor_conf[b, k] if neighbor_conf is not None else None
                         data, sent_feat = self.make_message(sender_bev, noisy, conf)
                         bytes_sent[b] += 0 if data is None else len(data)
-                arrived = self.channel.transmit(key, data)
+                arrived = self.channel.transmit(key, data, frame)
                 if arrived is None:
                     continue
                 f, p, s, r, near = self.receive(arrived, recv_pose, ego_aug, cell, f'message b={b} k={k}')
@@ -237,6 +238,20 @@ class CollabFusion(nn.Module):
             outs.append(fused.t().reshape(bev.shape[1:]))
         self.last_stats = dict(tokens_received=n_tokens, messages=n_msgs)
         return torch.stack(outs), bytes_sent
+
+    @staticmethod
+    def _sender_key(batch: dict, b: int, k: int, agent_id):
+        """Who sent a message and when: (scene, agent) and the frame index when the batch says so.
+
+        The latency queue needs a sender identity that survives across batches; a batch slot
+        (b, k) is only that when frames are fed one sequence at a time.
+        """
+        scene, frame = batch.get('scene_token'), batch.get('frame_idx')
+        if agent_id is not None and scene is not None:
+            key = (str(scene[b]), int(agent_id[b, k]))
+        else:
+            key = ('slot', b, k)
+        return key, (int(frame[b]) if frame is not None else None)
 
     def _unaugment(self, bev: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
         """A neighbour map built under a BEV augmentation is resampled back to its plain ego frame."""
