@@ -1,0 +1,86 @@
+"""Turn a loaded config plus command-line switches into what the Runner gets.
+
+Kept out of ``tools/`` so tests and ``tools/ablate.py`` apply exactly the
+same rules as ``tools/train.py``.
+"""
+from __future__ import annotations
+
+import os.path as osp
+
+import torch
+from mmengine.config import Config
+
+
+def sync_schedule(cfg: Config) -> None:
+    """Make the iteration-based schedule consistent with ``train_cfg.max_iters``.
+
+    Configs (and ``--cfg-options train_cfg.max_iters=N``) change the length in
+    one place; here the last scheduler (cosine) is stretched to end at
+    ``max_iters``, warm-up is clipped to at most a quarter of the run,
+    validation happens at the end, and checkpoint interval is clipped to the
+    run so a short run still leaves a checkpoint.
+    """
+    n = int(cfg.train_cfg.max_iters)
+    if n <= 0:
+        raise ValueError(f'{cfg.filename}: train_cfg.max_iters must be positive, got {n}')
+    scheds = cfg.get('param_scheduler') or []
+    if isinstance(scheds, dict):
+        scheds = [scheds]
+    if len(scheds) >= 2:
+        warm, last = scheds[0], scheds[-1]
+        warm_end = min(int(warm.get('end', 0)), max(1, n // 4))
+        warm['end'] = warm_end
+        last['begin'] = warm_end
+        last['end'] = n
+        last.pop('T_max', None)
+    elif len(scheds) == 1:
+        scheds[0]['end'] = n
+        scheds[0].pop('T_max', None)
+    if 'val_interval' in cfg.train_cfg:
+        cfg.train_cfg.val_interval = min(int(cfg.train_cfg.val_interval), n)
+    ckpt = cfg.get('default_hooks', {}).get('checkpoint')
+    if ckpt is not None and 'interval' in ckpt:
+        ckpt['interval'] = min(int(ckpt['interval']), n)
+
+
+def select_optim_wrapper(cfg: Config) -> None:
+    """``amp = 'auto'`` (default): AmpOptimWrapper on CUDA, plain OptimWrapper elsewhere.
+
+    ``amp = True`` forces AMP (error without CUDA), ``amp = False`` disables it.
+    """
+    amp = cfg.get('amp', 'auto')
+    cuda = torch.cuda.is_available()
+    if amp == 'auto':
+        amp = cuda
+    if amp and not cuda:
+        raise ValueError(f'{cfg.filename}: amp=True needs CUDA, which is not available')
+    if amp and cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif not amp and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
+        cfg.optim_wrapper.type = 'OptimWrapper'
+        cfg.optim_wrapper.pop('loss_scale', None)
+        cfg.optim_wrapper.pop('dtype', None)
+
+
+def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
+                seed: int | None = None, launcher: str = 'none') -> Config:
+    """Load ``path``, apply overrides, and fill in work_dir / seed / launcher / AMP / schedule."""
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'{path}: config file not found')
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    cfg.launcher = launcher
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir') is None:
+        cfg.work_dir = osp.join('work_dirs', osp.splitext(osp.basename(path))[0])
+    if seed is not None:
+        cfg.setdefault('randomness', {})
+        cfg.randomness['seed'] = int(seed)
+    if 'train_cfg' in cfg and cfg.train_cfg and 'max_iters' in cfg.train_cfg:
+        sync_schedule(cfg)
+    if 'optim_wrapper' in cfg:
+        select_optim_wrapper(cfg)
+    return cfg

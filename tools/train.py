@@ -1,0 +1,56 @@
+#!/usr/bin/env python
+"""Train an occupancy model from a config (mmengine Runner).
+
+    python tools/train.py configs/occ_cpu_demo.py [--work-dir DIR] [--resume [CKPT]]
+        [--seed S] [--cfg-options train_cfg.max_iters=100 ...]
+    torchrun --nproc_per_node 8 tools/train.py CONFIG --launcher pytorch
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
+
+from mmengine.config import DictAction  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('config', help='config file (Python, mmengine style)')
+    p.add_argument('--work-dir', help='where logs and checkpoints go (default work_dirs/<config name>)')
+    p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
+                   help='resume from CKPT, or from <work-dir>/last_checkpoint when no CKPT is given')
+    p.add_argument('--seed', type=int, default=None, help='random seed (overrides randomness.seed)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='override config entries, e.g. train_cfg.max_iters=200 amp=False')
+    p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                   help="'pytorch' under torchrun for multi-GPU DDP")
+    p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import occ.registry  # noqa: F401  (registries with scope 'occ')
+    from occ.engine import CheckpointError, NonFiniteLossError, OccRunner, load_config
+
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, args.seed, args.launcher)
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    try:
+        runner = OccRunner.from_cfg(cfg)
+        runner.train()
+    except (NonFiniteLossError, CheckpointError) as e:
+        print(f'train.py: {e}', file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
