@@ -1,0 +1,60 @@
+"""Shared part of occupancy heads: building the configured losses and applying them."""
+from __future__ import annotations
+
+import re
+from typing import Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from occ.registry import MODELS
+
+
+def loss_key(type_name: str) -> str:
+    """'WeightedCELoss' -> 'loss_weighted_ce', 'LovaszSoftmaxLoss' -> 'loss_lovasz_softmax'."""
+    name = type_name[:-4] if type_name.endswith('Loss') else type_name
+    name = re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name).lower()
+    return f'loss_{name}'
+
+
+class BaseOccHead(nn.Module):
+    """Base of occupancy heads: owns the loss modules built from config.
+
+    Args:
+        losses: list of loss configs (``type=`` names in ``MODELS``, e.g.
+            ``[dict(type='WeightedCELoss'), dict(type='LovaszSoftmaxLoss')]``).
+            An optional ``name`` key sets the logged key (default from the type:
+            ``loss_weighted_ce``, ``loss_lovasz_softmax``, ...).
+
+    Subclasses return ``dict(logits=[B, 18, X, Y, Z], ...)`` from forward.
+    """
+
+    def __init__(self, losses: Optional[Sequence[dict]] = None):
+        super().__init__()
+        self.loss_names = []
+        self.losses = nn.ModuleList()
+        for cfg in losses or []:
+            cfg = dict(cfg)
+            name = cfg.pop('name', None) or loss_key(str(cfg['type']))
+            while name in self.loss_names:      # the same loss type twice: loss_focal, loss_focal_1, ...
+                name = f'{name}_{len(self.loss_names)}'
+            self.loss_names.append(name)
+            self.losses.append(MODELS.build(cfg))
+
+    def loss(self, out: dict, voxel_semantics: torch.Tensor, mask: Optional[torch.Tensor] = None) -> dict:
+        """Apply every configured loss to ``out['logits']``.
+
+        Args:
+            out: forward output with ``logits`` [B, 18, X, Y, Z].
+            voxel_semantics: [B, X, Y, Z] integer labels (255 = ignore).
+            mask: bool/uint8 [B, X, Y, Z] or None; only voxels with mask True count.
+
+        Returns:
+            dict name -> scalar loss.
+        """
+        if not self.losses:
+            raise ValueError(f'{type(self).__name__}: no losses configured (set head.losses)')
+        logits = out['logits'].float()
+        target = voxel_semantics.long()
+        mask = None if mask is None else mask.bool()
+        return {name: fn(logits, target, mask) for name, fn in zip(self.loss_names, self.losses)}
