@@ -1,0 +1,21 @@
+"""Occupancy evaluation: Occ3D voxel mIoU/IoU, SparseOcc RayIoU, OccWorld forecasting, bytes sent.
+
+``OccMetric`` (registered in ``occ.registry.METRICS``) is what the mmengine
+val/test loops use; ``tools/eval_occ.py`` evaluates prediction files.
+"""
+from occ.evaluation.confusion import (MASKS, ConfusionAccumulator, confusion_matrices,
+                                      iou_from_hist)
+from occ.evaluation.evaluator import OccEvaluator, grid_for_shape
+from occ.evaluation.forecast import forecast_metrics, future_hists, horizon_name
+from occ.evaluation.metric import OccMetric, load_infos
+from occ.evaluation.origins import default_origins, origins_from_infos, select_origins
+from occ.evaluation.ray_iou import (RAY_THRESHOLDS, RayIoUAccumulator, RayCaster, cast_rays,
+                                    lidar_pitch_angles, lidar_ray_directions)
+
+__all__ = [
+    'MASKS', 'ConfusionAccumulator', 'confusion_matrices', 'iou_from_hist',
+    'OccEvaluator', 'grid_for_shape', 'forecast_metrics', 'future_hists', 'horizon_name',
+    'OccMetric', 'load_infos', 'default_origins', 'origins_from_infos', 'select_origins',
+    'RAY_THRESHOLDS', 'RayIoUAccumulator', 'RayCaster', 'cast_rays', 'lidar_pitch_angles',
+    'lidar_ray_directions',
+]
