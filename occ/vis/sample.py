@@ -41,7 +41,7 @@ def draw_sample(images: dict, semantics: np.ndarray, out_path: str, mask: np.nda
     from matplotlib.patches import Patch
 
     mosaic = rig_mosaic(images, cameras)
-    fig = plt.figure(figsize=(20, 7), dpi=80)
+    fig = plt.figure(figsize=(20, 5.6), dpi=80)
     gs = fig.add_gridspec(1, 3, width_ratios=[mosaic.shape[1] / mosaic.shape[0] * 1.0, 1, 1])
     ax = fig.add_subplot(gs[0])
     ax.imshow(mosaic)
