@@ -43,6 +43,45 @@ def sync_schedule(cfg: Config) -> None:
         ckpt['interval'] = min(int(ckpt['interval']), n)
 
 
+# Top-level config variables that every dataset section should follow. mmengine
+# resolves a base file's variables inside that file, so a child that redefines
+# ``img_size`` would otherwise leave the already-built dataset dicts unchanged.
+DATA_VARS = ('img_size', 'grid_voxel', 'load_depth', 'num_history', 'num_future')
+
+
+def _dataset_dicts(cfg: Config):
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        loader = cfg.get(key)
+        if isinstance(loader, dict) and isinstance(loader.get('dataset'), dict):
+            yield loader['dataset']
+
+
+def propagate_data_vars(cfg: Config) -> None:
+    """Copy top-level ``img_size``/``grid_voxel``/``load_depth``/... and ``data_root``
+    into every dataloader's dataset dict (and info/ann file paths under the old root).
+
+    This is what makes "an ablation overrides one line" (CONTRACTS.md) true,
+    for config files and ``--cfg-options img_size=(64,176)`` alike.
+    """
+    for ds in _dataset_dicts(cfg):
+        for var in DATA_VARS:
+            if var in cfg and var in ds:
+                ds[var] = cfg[var]
+        new_root = cfg.get('data_root')
+        old_root = ds.get('data_root')
+        if new_root is not None and old_root is not None and new_root != old_root:
+            ds['data_root'] = new_root
+            for k in ('info_file', 'ann_file'):
+                if isinstance(ds.get(k), str) and ds[k].startswith(old_root):
+                    ds[k] = new_root + ds[k][len(old_root):]
+    if cfg.get('data_root') is not None:
+        for key in ('val_evaluator', 'test_evaluator'):
+            ev = cfg.get(key)
+            for e in (ev if isinstance(ev, list) else [ev]):
+                if isinstance(e, dict) and isinstance(e.get('ann_file'), str):
+                    e['ann_file'] = osp.join(cfg.data_root, osp.basename(e['ann_file']))
+
+
 def select_optim_wrapper(cfg: Config) -> None:
     """``amp = 'auto'`` (default): AmpOptimWrapper on CUDA, plain OptimWrapper elsewhere.
 
@@ -79,6 +118,7 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if seed is not None:
         cfg.setdefault('randomness', {})
         cfg.randomness['seed'] = int(seed)
+    propagate_data_vars(cfg)
     if 'train_cfg' in cfg and cfg.train_cfg and 'max_iters' in cfg.train_cfg:
         sync_schedule(cfg)
     if 'optim_wrapper' in cfg:

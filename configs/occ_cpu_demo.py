@@ -1,0 +1,36 @@
+# The CPU demo (make demo): synthetic world -> lift-splat + dense channel-to-height head,
+# trained from scratch on a 2-core CPU in about 10 minutes.
+#
+#   python tools/train.py configs/occ_cpu_demo.py --work-dir work_dirs/demo
+#   python tools/test.py configs/occ_cpu_demo.py work_dirs/demo/iter_<N>.pth --out work_dirs/demo/pred
+#
+# Tuning notes (measured numbers: docs/PERFORMANCE.md, "Demo (make demo)"):
+# half-resolution input (64x176) learns as well as 128x352 at ~2x the speed;
+# LiDAR depth supervision helps lift-splat the most; class-weighted CE + Lovasz
+# keep the rare dynamic classes from collapsing into "free".
+_base_ = [
+    './_base_/datasets/synthetic_occ.py',
+    './_base_/models/lss_dense.py',
+    './_base_/schedules/cpu_demo.py',
+    './_base_/default_runtime.py',
+]
+
+img_size = (64, 176)
+load_depth = True           # depth targets for LiftSplat's depth loss (model.depth_loss_weight)
+data_root = 'data/demo'
+
+train_dataloader = dict(batch_size=2, num_workers=1)
+# Validation happens once, in tools/test.py on the held-out split, not during training.
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(batch_size=1, num_workers=1)
+test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
+
+train_cfg = dict(max_iters=600)
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=100, max_keep_ckpts=2),
+)
