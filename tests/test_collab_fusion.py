@@ -240,6 +240,7 @@ def test_latency_is_keyed_by_scene_agent_and_frame():
     ch = CommChannel(latency=1)
     assert ch.transmit(('s1', 1), b'a', frame=0) is None
     assert ch.transmit(('s1', 1), b'b', frame=1) == b'a'
+    assert ch.transmit(('s1', 1), b'b', frame=1) == b'a'         # a second receiver of the broadcast
     assert ch.transmit(('s2', 1), b'x', frame=2) is None          # another scene: nothing stale
     assert ch.transmit(('s1', 1), b'd', frame=3) is None          # frame 2 never sent
     assert ch.transmit(('s1', 1), b'e', frame=4) == b'd'

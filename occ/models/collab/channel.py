@@ -48,7 +48,9 @@ class CommChannel:
             store = self._sent.setdefault(sender_key, {})
             store[int(frame)] = data
             data = store.get(int(frame) - self.latency)
-            for old in [f for f in store if f <= frame - self.latency]:   # keep memory bounded
+            # Keep memory bounded, but keep the message just delivered: a broadcast reaches every
+            # receiver of the same frame (other egos in the batch or the next batches).
+            for old in [f for f in store if f < frame - self.latency]:
                 del store[old]
         if data is not None and self.drop_prob > 0 and self._rng.random() < self.drop_prob:
             return None

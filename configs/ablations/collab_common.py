@@ -1,0 +1,39 @@
+# Shared parent of the collaboration ablations (configs/ablations/collab_*.py): the CPU demo
+# (occ_cpu_demo.py) on a cooperative synthetic world, with the ToMe collaboration model.
+#
+#   python tools/make_synthetic.py --out data/demo_coop --agents 3
+#   python tools/create_data.py --root data/demo_coop
+#   python tools/train.py configs/ablations/collab_budget_tome_20k.py --work-dir work_dirs/collab_tome_20k
+#
+# The demo's settings are repeated here (not inherited) because occ_cpu_demo.py and
+# collab_tome.py both define `model` and mmengine forbids a key in two bases.
+_base_ = [
+    '../_base_/datasets/synthetic_occ.py',
+    '../_base_/models/collab_tome.py',
+    '../_base_/schedules/cpu_demo.py',
+    '../_base_/default_runtime.py',
+]
+
+img_size = (64, 176)
+load_depth = True
+data_root = 'data/demo_coop'
+max_neighbors = 2
+
+_coop = dict(data_root=data_root, img_size=img_size, load_depth=load_depth,
+             load_neighbors=True, max_neighbors=max_neighbors)
+train_dataloader = dict(batch_size=2, num_workers=1,
+                        dataset=dict(_coop, info_file=data_root + '/occ_infos_train.pkl'))
+val_dataloader = None
+val_cfg = None
+val_evaluator = None
+test_dataloader = dict(batch_size=1, num_workers=1,
+                       dataset=dict(_coop, info_file=data_root + '/occ_infos_val.pkl'))
+test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
+
+train_cfg = dict(max_iters=600)
+optim_wrapper = dict(optimizer=dict(lr=2e-3))
+
+default_hooks = dict(
+    logger=dict(interval=10),
+    checkpoint=dict(interval=100, max_keep_ckpts=2),
+)

@@ -1,0 +1,76 @@
+"""Bandwidth sweep: the report function (hand-computed numbers) and the sweep configs."""
+import glob
+import math
+import os
+
+import pytest
+from mmengine.config import Config
+
+from occ.models.collab import CollabFusion
+from occ.models.collab.message import max_tokens_for_budget
+from occ.models.collab.sweep import budget_report, format_report, load_rows, main
+
+ROOT = os.path.join(os.path.dirname(__file__), '..')
+ROWS = [dict(name='ego', bytes=0, miou=20.0), dict(name='full', bytes=2_560_000, miou=30.0),
+        dict(name='tome_20k', bytes=20_000, miou=24.0), dict(name='tome_200k', bytes=200_000, miou=28.0),
+        dict(name='tome_2k', bytes=2_000, miou=21.0)]
+
+
+def test_report_interpolates_in_log2_bytes():
+    rep = budget_report(ROWS)
+    # 1/16 of full = 160,000 B, between 20,000 (24.0) and 200,000 (28.0) in log2 space.
+    t = (math.log2(160_000) - math.log2(20_000)) / (math.log2(200_000) - math.log2(20_000))
+    expect = 24.0 + 4.0 * t
+    assert rep['target_bytes'] == 160_000
+    assert rep['miou_at_target'] == pytest.approx(expect)
+    assert rep['retained_at_target'] == pytest.approx((expect - 20.0) / 10.0)
+    by = {r['name']: r for r in rep['rows']}
+    assert by['ego']['log2_bytes'] is None and by['ego']['gain_retained'] == 0
+    assert by['tome_2k']['log2_bytes'] == pytest.approx(math.log2(2000))
+    assert by['tome_200k']['gain_retained'] == pytest.approx(0.8)
+    assert [r['bytes'] for r in rep['rows']] == sorted(r['bytes'] for r in ROWS)
+    assert '1/16 of full' in format_report(rep)
+
+
+def test_report_says_when_target_is_not_measured(tmp_path, capsys):
+    rep = budget_report([r for r in ROWS if r['name'] in ('ego', 'full', 'tome_2k')] +
+                        [dict(name='tome_1M', bytes=1_000_000, miou=29.0)])
+    assert rep['retained_at_target'] is not None          # 2k .. 1M brackets 160k
+    rep = budget_report([r for r in ROWS if r['name'] in ('ego', 'full')] + [dict(name='x', bytes=500_000, miou=29)])
+    assert rep['retained_at_target'] is None and 'outside' in rep['note']
+    with pytest.raises(ValueError, match='ego-only'):
+        budget_report([dict(name='a', bytes=5, miou=1.0)])
+    csv_path = tmp_path / 'sweep.csv'
+    csv_path.write_text('config,bytes_sent,mIoU\n' + '\n'.join(f"{r['name']},{r['bytes']},{r['miou']}" for r in ROWS))
+    assert len(load_rows(str(csv_path))) == 5
+    assert main([str(csv_path)]) == 0 and 'tome_20k' in capsys.readouterr().out
+    bad = tmp_path / 'bad.csv'
+    bad.write_text('config,miou\nego,1\n')
+    with pytest.raises(ValueError, match='bad.csv.*bytes'):
+        load_rows(str(bad))
+
+
+def _cfg(name):
+    return Config.fromfile(os.path.join(ROOT, 'configs', 'ablations', name))
+
+
+def test_sweep_configs_span_100x_and_build():
+    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs/ablations/collab_budget_*.py')))
+    budgets = {}
+    for f in files:
+        col = _cfg(f).model.collab
+        budgets.setdefault(col.strategy, []).append(col.budget_bytes)
+    for strat in ('tome', 'topk', 'random'):
+        assert len(budgets[strat]) >= 5 and max(budgets[strat]) / min(budgets[strat]) >= 100
+    assert 'none' in budgets and 'full' in budgets
+    # Every sweep budget fits at least one fp16 token of the 64-channel CPU model.
+    assert max_tokens_for_budget(min(budgets['tome']), 64, 'fp16', True) >= 1
+    ego = _cfg('collab_budget_ego.py')
+    assert ego.train_dataloader.dataset.load_neighbors is False
+    cfg = _cfg('collab_robust_latency.py')
+    assert cfg.model.collab.latency == 1 and cfg.model.collab.budget_bytes == 20000
+    assert cfg.train_dataloader.dataset.load_neighbors is True
+    m = CollabFusion(**{k: v for k, v in cfg.model.collab.items() if k != 'type'})
+    assert m.strategy == 'tome' and m.channel.latency == 1
+    assert cfg.model.collab.embed_dims == cfg.model.view_transform.out_channels
+    assert list(cfg.model.collab.pc_range) == list(cfg.model.view_transform.pc_range)
