@@ -91,23 +91,24 @@ def test_rotation_and_base_transform_formulas():
     np.testing.assert_allclose(b @ [1599.5, -0.5, 1], [703.5, -0.5 - (900 * r_ - 256), 1], atol=1e-9)
 
 
-@pytest.mark.parametrize('seed', [0, 1, 2])
-def test_warp_moves_a_dot_to_the_mapped_pixel(seed):
-    """The image warp and the matrix agree: a dot at p ends at full @ p."""
+@pytest.mark.parametrize('seed,src_hw,r', [(0, (90, 160), 2), (1, (90, 160), 2), (2, (90, 160), 2),
+                                           (3, (363, 641), 6), (4, (181, 322), 4)])
+def test_warp_moves_a_dot_to_the_mapped_pixel(seed, src_hw, r):
+    """The image warp and the matrix agree: a dot at p ends at full @ p (also through the box pre-filter)."""
     rng = np.random.default_rng(seed)
-    src_hw, dst_hw = (90, 160), (64, 96)
+    dst_hw = (64, 96)
     params = ImageAug().sample(rng)
     base, aug = image_transforms(src_hw, dst_hw, params)
     full = aug @ base
     for _ in range(5):
         # Pick a source pixel whose mapped position is well inside the output.
         while True:
-            p = np.array([rng.integers(5, 155), rng.integers(5, 85), 1.0])
+            p = np.array([rng.integers(2 * r, src_hw[1] - 2 * r), rng.integers(2 * r, src_hw[0] - 2 * r), 1.0])
             q = full @ p
             if 3 <= q[0] <= dst_hw[1] - 4 and 3 <= q[1] <= dst_hw[0] - 4:
                 break
         img = np.zeros(src_hw, np.float32)
-        img[int(p[1]) - 2:int(p[1]) + 3, int(p[0]) - 2:int(p[0]) + 3] = 1.0
+        img[int(p[1]) - r:int(p[1]) + r + 1, int(p[0]) - r:int(p[0]) + r + 1] = 1.0
         out = warp_image(img, full, dst_hw)
         vs, us = np.nonzero(out > 0.05)
         w = out[vs, us]

@@ -110,19 +110,21 @@ def image_transforms(src_hw: tuple[int, int], dst_hw: tuple[int, int], params: d
 def warp_image(img: np.ndarray, full: np.ndarray, dst_hw: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Warp ``img`` [H0, W0(, C)] by the 3x3 pixel map ``full`` into ``dst_hw``; outside = 0.
 
-    For strong downscaling (bilinear sampling would alias) the image is first
-    area-resized and the residual map is warped, composing to the same ``full``.
+    For strong downscaling (bilinear sampling alone would alias) the image is
+    first box-filtered by an integer factor k (OpenCV's fast INTER_AREA path,
+    after dropping the < k leftover rows/columns) and the residual map is
+    warped; the composition equals ``full`` exactly.
     """
     h, w = dst_hw
     m = full
     if not nearest:
-        s = math.sqrt(abs(np.linalg.det(full[:2, :2])))
-        if s < 0.75:
+        k = int(round(1.0 / math.sqrt(abs(np.linalg.det(full[:2, :2])))))
+        if k >= 2:
             h0, w0 = img.shape[:2]
-            nw, nh = max(1, int(round(w0 * s))), max(1, int(round(h0 * s)))
-            img = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
-            rx, ry = nw / w0, nh / h0
-            m = full @ np.linalg.inv(affine3(rx, ry, 0.5 * rx - 0.5, 0.5 * ry - 0.5))
+            hh, ww = (h0 // k) * k, (w0 // k) * k
+            img = cv2.resize(img[:hh, :ww], (ww // k, hh // k), interpolation=cv2.INTER_AREA)
+            # Box filter of k pixels: output pixel j is centred on input (j*k + (k-1)/2).
+            m = full @ np.linalg.inv(affine3(1 / k, 1 / k, 0.5 / k - 0.5, 0.5 / k - 0.5))
     flags = cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR
     return cv2.warpAffine(img, m[:2].astype(np.float64), (w, h), flags=flags,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
@@ -215,9 +217,14 @@ def downsample_labels(sem: np.ndarray, masks: dict, factor: int) -> tuple[np.nda
             x // f, y // f, z // f, f ** 3)
 
     b = blocks(sem)
-    counts = np.zeros(b.shape[:3] + (FREE,), dtype=np.int16)
-    for c in range(FREE):
-        counts[..., c] = (b == c).sum(-1)
-    out = counts.argmax(-1).astype(np.uint8)
-    out[counts.max(-1) == 0] = FREE
+    has = (b != FREE).any(-1)
+    out = np.full(has.shape, FREE, np.uint8)
+    # Only blocks with something occupied need a vote (most of a scene is free air);
+    # one bincount over (block, class) pairs counts every class of those blocks at once.
+    sub = b[has].astype(np.int64)
+    m = sub.shape[0]
+    counts = np.bincount((np.arange(m)[:, None] * (FREE + 1) + sub).ravel(),
+                         minlength=m * (FREE + 1)).reshape(m, FREE + 1)
+    counts[:, FREE] = -1
+    out[has] = counts.argmax(1)
     return out, {k: blocks(m).max(-1).astype(np.uint8) for k, m in masks.items()}
