@@ -15,8 +15,8 @@ model = dict(
         streaming=True,
     ),
 )
-# The dataset base reads the top-level num_history only when it is parsed, so
-# the dataloaders are overridden directly (a top-level override would not reach them).
+# History only in training (val/test stream), so the dataloaders are set directly:
+# a top-level num_history would give val/test history too.
 train_dataloader = dict(dataset=dict(num_history=2, history_stride=1))
 val_dataloader = dict(dataset=dict(num_history=0))
 test_dataloader = dict(dataset=dict(num_history=0))
