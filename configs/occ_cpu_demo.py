@@ -20,14 +20,14 @@ load_depth = True           # depth targets for LiftSplat's depth loss (model.de
 data_root = 'data/demo'
 
 train_dataloader = dict(batch_size=2, num_workers=1)
-# Validation happens once, in tools/test.py on the held-out split, not during training.
-val_dataloader = None
-val_cfg = None
-val_evaluator = None
-test_dataloader = dict(batch_size=1, num_workers=1)
-test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
+val_dataloader = dict(batch_size=1, num_workers=1)
+test_dataloader = val_dataloader
+val_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
+test_evaluator = val_evaluator
 
-train_cfg = dict(max_iters=600)
+# No validation inside the demo's training run (val_begin past the end): the
+# held-out split is evaluated once, by tools/test.py and tools/eval_occ.py.
+train_cfg = dict(max_iters=600, val_begin=10**9)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
 
 default_hooks = dict(

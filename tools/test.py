@@ -22,16 +22,46 @@ from mmengine.config import DictAction  # noqa: E402
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('config')
-    p.add_argument('checkpoint')
+    p.add_argument('checkpoint', help='checkpoint file, or a work dir (uses its last_checkpoint)')
     p.add_argument('--out', help='directory for <sample_token>.npz predictions')
     p.add_argument('--work-dir', help='where test logs go (default work_dirs/<config name>)')
     p.add_argument('--json', help='write the metrics dict to this JSON file')
+    p.add_argument('--pred-grid', choices=['labels', 'model'], default='labels',
+                   help="grid of the --out files: 'labels' (default) upsamples a coarser model grid "
+                        "to the label files' grid so tools/eval_occ.py can score them")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     os.environ.setdefault('LOCAL_RANK', str(args.local_rank))
     return args
+
+
+def label_grid_of(dataset_cfg) -> tuple | None:
+    """(X, Y, Z) of the label files behind a dataset config, from its info file's metadata."""
+    import pickle
+
+    from occ.grid import OCC3D_RANGE, OccGrid
+    info_file = dataset_cfg.get('info_file')
+    if not info_file or not os.path.isfile(info_file):
+        return None
+    with open(info_file, 'rb') as f:
+        meta = pickle.load(f).get('metadata', {})
+    grid = meta.get('grid') or {}
+    if 'voxel_size' not in grid:
+        return None
+    return OccGrid.from_voxel(grid['voxel_size'], grid.get('pc_range', OCC3D_RANGE)).shape
+
+
+def resolve_checkpoint(path: str) -> str:
+    """A checkpoint file, or a work dir whose ``last_checkpoint`` names one."""
+    if os.path.isdir(path):
+        from occ.engine.checkpoint import CheckpointError, resolve_last_checkpoint
+        target = resolve_last_checkpoint(path)
+        if target is None:
+            raise CheckpointError(f'{path}: a directory without a last_checkpoint file')
+        return target
+    return path
 
 
 def main(argv=None) -> int:
@@ -43,6 +73,7 @@ def main(argv=None) -> int:
     from occ.utils.io import atomic_save_json
 
     try:
+        args.checkpoint = resolve_checkpoint(args.checkpoint)
         verify_checkpoint(args.checkpoint)
     except CheckpointError as e:
         print(f'test.py: {e}', file=sys.stderr)
@@ -50,8 +81,9 @@ def main(argv=None) -> int:
     cfg = load_config(args.config, args.cfg_options, args.work_dir, None, args.launcher)
     cfg.load_from, cfg.resume = args.checkpoint, False
     if args.out:
+        label_grid = label_grid_of(cfg.test_dataloader.dataset) if args.pred_grid == 'labels' else None
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
-            dict(type='PredictionWriterHook', out_dir=args.out)]
+            dict(type='PredictionWriterHook', out_dir=args.out, label_grid=label_grid)]
     runner = OccRunner.from_cfg(cfg)
     metrics = runner.test()
     if is_main_process():

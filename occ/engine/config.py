@@ -5,6 +5,7 @@ same rules as ``tools/train.py``.
 """
 from __future__ import annotations
 
+import ast
 import os.path as osp
 
 import torch
@@ -17,7 +18,7 @@ def sync_schedule(cfg: Config) -> None:
     Configs (and ``--cfg-options train_cfg.max_iters=N``) change the length in
     one place; here the last scheduler (cosine) is stretched to end at
     ``max_iters``, warm-up is clipped to at most a quarter of the run,
-    validation happens at the end, and checkpoint interval is clipped to the
+    and the checkpoint interval is clipped to the
     run so a short run still leaves a checkpoint.
     """
     n = int(cfg.train_cfg.max_iters)
@@ -36,17 +37,36 @@ def sync_schedule(cfg: Config) -> None:
     elif len(scheds) == 1:
         scheds[0]['end'] = n
         scheds[0].pop('T_max', None)
-    if 'val_interval' in cfg.train_cfg:
-        cfg.train_cfg.val_interval = min(int(cfg.train_cfg.val_interval), n)
     ckpt = cfg.get('default_hooks', {}).get('checkpoint')
     if ckpt is not None and 'interval' in ckpt:
         ckpt['interval'] = min(int(ckpt['interval']), n)
 
 
-# Top-level config variables that every dataset section should follow. mmengine
-# resolves a base file's variables inside that file, so a child that redefines
-# ``img_size`` would otherwise leave the already-built dataset dicts unchanged.
-DATA_VARS = ('img_size', 'grid_voxel', 'load_depth', 'num_history', 'num_future')
+# Top-level config variables that the dataset sections follow. mmengine resolves a
+# base file's variables inside that file, so a child that redefines ``img_size``
+# would otherwise leave the already-built dataset dicts at the base's value.
+DATA_VARS = ('img_size', 'grid_voxel', 'load_depth', 'num_history', 'num_future', 'data_root')
+
+
+def _base_chain(path: str) -> list:
+    """All config files ``path`` inherits from (itself first), following ``_base_``."""
+    out, todo = [], [osp.abspath(path)]
+    while todo:
+        f = todo.pop(0)
+        if f in out or not osp.isfile(f):
+            continue
+        out.append(f)
+        for node in ast.parse(open(f).read(), f).body:
+            if (isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_' for t in node.targets)):
+                bases = ast.literal_eval(node.value)
+                for b in [bases] if isinstance(bases, str) else bases:
+                    todo.append(osp.normpath(osp.join(osp.dirname(f), b)))
+    return out
+
+
+def _same(a, b) -> bool:
+    norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
+    return norm(a) == norm(b)
 
 
 def _dataset_dicts(cfg: Config):
@@ -57,29 +77,37 @@ def _dataset_dicts(cfg: Config):
 
 
 def propagate_data_vars(cfg: Config) -> None:
-    """Copy top-level ``img_size``/``grid_voxel``/``load_depth``/... and ``data_root``
-    into every dataloader's dataset dict (and info/ann file paths under the old root).
+    """Make the dataset dicts follow the top-level ``img_size``/``grid_voxel``/``load_depth``/
+    ``num_history``/``num_future``/``data_root`` (CONTRACTS.md: an ablation overrides one line).
 
-    This is what makes "an ablation overrides one line" (CONTRACTS.md) true,
-    for config files and ``--cfg-options img_size=(64,176)`` alike.
+    A dataset entry is updated only where it still holds the value the dataset
+    base file (``configs/_base_/datasets/*``) gave it: a config that sets the
+    dataset entry directly (e.g. history only in training) keeps its choice.
+    ``info_file``/``ann_file`` paths under the old ``data_root`` move with it.
     """
-    for ds in _dataset_dicts(cfg):
-        for var in DATA_VARS:
-            if var in cfg and var in ds:
-                ds[var] = cfg[var]
-        new_root = cfg.get('data_root')
-        old_root = ds.get('data_root')
-        if new_root is not None and old_root is not None and new_root != old_root:
-            ds['data_root'] = new_root
-            for k in ('info_file', 'ann_file'):
-                if isinstance(ds.get(k), str) and ds[k].startswith(old_root):
-                    ds[k] = new_root + ds[k][len(old_root):]
-    if cfg.get('data_root') is not None:
-        for key in ('val_evaluator', 'test_evaluator'):
-            ev = cfg.get(key)
-            for e in (ev if isinstance(ev, list) else [ev]):
-                if isinstance(e, dict) and isinstance(e.get('ann_file'), str):
-                    e['ann_file'] = osp.join(cfg.data_root, osp.basename(e['ann_file']))
+    bases = [f for f in _base_chain(cfg.filename) if osp.basename(osp.dirname(f)) == 'datasets'] \
+        if cfg.filename else []
+    if not bases:
+        return
+    base = Config.fromfile(bases[0])
+    for var in DATA_VARS:
+        if var not in cfg or var not in base or _same(cfg[var], base[var]):
+            continue
+        old, new = base[var], cfg[var]
+        for ds in _dataset_dicts(cfg):
+            if var in ds and _same(ds[var], old):
+                ds[var] = new
+                if var == 'data_root':
+                    for k in ('info_file', 'ann_file'):
+                        if isinstance(ds.get(k), str) and ds[k].startswith(old):
+                            ds[k] = new + ds[k][len(old):]
+        if var == 'data_root':
+            for key in ('val_evaluator', 'test_evaluator'):
+                ev = cfg.get(key)
+                for e in (ev if isinstance(ev, list) else [ev]):
+                    if isinstance(e, dict) and isinstance(e.get('ann_file'), str) \
+                            and e['ann_file'].startswith(old):
+                        e['ann_file'] = new + e['ann_file'][len(old):]
 
 
 def select_optim_wrapper(cfg: Config) -> None:

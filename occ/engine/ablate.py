@@ -1,0 +1,250 @@
+"""Ablations: run configs (x a grid of overrides), tabulate accuracy, time and memory.
+
+Each run is a separate process (``python -m occ.engine.ablate --worker ...``)
+that trains, then tests, in one mmengine Runner, so its peak RSS is its own.
+Results are collected from ``<run>/metrics.json`` and ``<run>/train_stats.json``
+into ``ablation.json``, ``ablation.md`` (table) and ``ablation.png`` (plot).
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import io
+import itertools
+import json
+import math
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+from occ.utils.io import atomic_save_json, atomic_write_bytes
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+
+
+def parse_value(text: str):
+    """'0.5' -> 0.5, '(64,176)' -> (64, 176), 'True' -> True, 'lss' -> 'lss'."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def split_values(text: str) -> list:
+    """Comma-separated values, keeping commas inside brackets: '(64,176),(128,352)' -> 2 values."""
+    out, depth, cur = [], 0, ''
+    for ch in text:
+        depth += ch in '([{'
+        depth -= ch in ')]}'
+        if ch == ',' and depth == 0:
+            out.append(cur)
+            cur = ''
+        else:
+            cur += ch
+    out.append(cur)
+    return [v.strip() for v in out if v.strip()]
+
+
+def expand_runs(configs: list, grid: list) -> list:
+    """Cartesian product of configs and ``key=v1,v2`` grid entries.
+
+    Returns a list of dicts ``{name, config, options: {key: text}}``; ``name``
+    is unique and filesystem-safe.
+    """
+    axes = []
+    for g in grid or []:
+        if '=' not in g:
+            raise ValueError(f'--grid entry {g!r}: expected key=v1,v2,...')
+        key, vals = g.split('=', 1)
+        values = split_values(vals)
+        if not values:
+            raise ValueError(f'--grid entry {g!r}: no values')
+        axes.append([(key.strip(), v) for v in values])
+    runs = []
+    for cfg in configs:
+        if not osp.isfile(cfg):
+            raise FileNotFoundError(f'{cfg}: config file not found')
+        stem = osp.splitext(osp.basename(cfg))[0]
+        for combo in itertools.product(*axes) if axes else [()]:
+            opts = dict(combo)
+            tag = '_'.join(f'{k.split(".")[-1]}-{v}' for k, v in combo)
+            name = stem + ('__' + tag if tag else '')
+            name = ''.join(c if c.isalnum() or c in '-_.' else '-' for c in name)
+            runs.append({'name': name, 'config': cfg, 'options': opts})
+    names = [r['name'] for r in runs]
+    if len(set(names)) != len(names):
+        raise ValueError(f'ablation runs with the same name: {names} (pass each config once)')
+    return runs
+
+
+# ----------------------------------------------------------------------------- worker
+
+def worker(config: str, work_dir: str, options: dict, iters: int | None) -> dict:
+    """Train then test one config in this process; write ``metrics.json``; return metrics."""
+    import occ.registry  # noqa: F401
+    from occ.engine.config import load_config
+    from occ.engine.runner import OccRunner
+
+    opts = {k: parse_value(v) if isinstance(v, str) else v for k, v in options.items()}
+    if iters is not None:
+        opts['train_cfg.max_iters'] = int(iters)
+    cfg = load_config(config, opts, work_dir)
+    hooks = list(cfg.get('custom_hooks', []))
+    if not any(h.get('type') == 'RunStatsHook' for h in hooks):
+        cfg.custom_hooks = hooks + [dict(type='RunStatsHook')]
+    runner = OccRunner.from_cfg(cfg)
+    runner.train()
+    metrics = runner.test()
+    metrics = {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
+    atomic_save_json(osp.join(work_dir, 'metrics.json'), metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------- collect
+
+def _metric(metrics: dict, key: str):
+    v = metrics.get(key)
+    if v is None:
+        return None
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def collect(run: dict, run_dir: str, metric: str) -> dict:
+    """One table row from a finished (or failed) run's files."""
+    row = {'name': run['name'], 'config': run['config'], 'options': run['options'],
+           'status': 'ok', metric: None}
+    m_path, s_path = osp.join(run_dir, 'metrics.json'), osp.join(run_dir, 'train_stats.json')
+    if osp.isfile(m_path):
+        metrics = json.load(open(m_path))
+        row[metric] = _metric(metrics, metric)
+        row['metrics'] = metrics
+    else:
+        row['status'] = 'failed'
+    if osp.isfile(s_path):
+        stats = json.load(open(s_path))
+        row.update({k: stats.get(k) for k in ('train_time_s', 'peak_rss_mb', 'peak_cuda_mb', 'final_loss')})
+        row['iters'] = stats.get('max_iters')
+    return row
+
+
+def markdown_table(rows: list, metric: str) -> str:
+    keys = sorted({k for r in rows for k in r['options']})
+    head = ['run'] + keys + [metric, 'train time (s)', 'iters', 'peak RSS (MiB)', 'peak CUDA (MiB)',
+                             'final loss', 'status']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+
+    def f(v, nd=2):
+        if v is None:
+            return '–'
+        return f'{v:.{nd}f}' if isinstance(v, float) else str(v)
+
+    for r in rows:
+        cells = [r['name']] + [str(r['options'].get(k, '')) for k in keys] + [
+            f(r.get(metric)), f(r.get('train_time_s'), 1), f(r.get('iters')), f(r.get('peak_rss_mb'), 0),
+            f(r.get('peak_cuda_mb'), 0), f(r.get('final_loss'), 4), r['status']]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
+    """Line plot of ``metric`` against a single numeric grid key (one line per config),
+    else a bar chart per run. Written atomically; returns the kind drawn."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for r in rows for k in r['options']})
+    numeric = len(keys) == 1 and all(
+        isinstance(parse_value(r['options'][keys[0]]), (int, float))
+        and not isinstance(parse_value(r['options'][keys[0]]), bool) for r in rows)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if numeric:
+        key = keys[0]
+        for cfg in dict.fromkeys(r['config'] for r in rows):
+            pts = sorted((parse_value(r['options'][key]), r.get(metric)) for r in rows
+                         if r['config'] == cfg and r.get(metric) is not None)
+            if pts:
+                ax.plot(*zip(*pts), marker='o', label=osp.splitext(osp.basename(cfg))[0])
+        ax.set_xlabel(key)
+        if logx:
+            ax.set_xscale('log')
+        ax.legend(fontsize=8)
+        kind = 'line'
+    else:
+        vals = [r.get(metric) if r.get(metric) is not None else 0.0 for r in rows]
+        ax.bar(range(len(rows)), vals, color=['C0' if r['status'] == 'ok' else 'C3' for r in rows])
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r['name'] for r in rows], rotation=30, ha='right', fontsize=7)
+        kind = 'bar'
+    ax.set_ylabel(metric)
+    ax.grid(alpha=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return kind
+
+
+def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = None,
+                 metric: str = 'miou', logx: bool = False, env: dict | None = None) -> list:
+    """Run every (config, grid point) in its own process, then write the table and the plot."""
+    runs = expand_runs(configs, grid)
+    os.makedirs(work_root, exist_ok=True)
+    rows = []
+    for i, run in enumerate(runs):
+        run_dir = osp.join(work_root, run['name'])
+        cmd = [sys.executable, '-m', 'occ.engine.ablate', '--worker', run['config'], '--work-dir', run_dir]
+        if iters is not None:
+            cmd += ['--iters', str(iters)]
+        if run['options']:
+            cmd += ['--options'] + [f'{k}={v}' for k, v in run['options'].items()]
+        print(f'[{i + 1}/{len(runs)}] {run["name"]}', flush=True)
+        t0 = time.perf_counter()
+        proc_env = dict(os.environ, **(env or {}))
+        proc_env['PYTHONPATH'] = os.pathsep.join(
+            [ROOT] + [p for p in proc_env.get('PYTHONPATH', '').split(os.pathsep) if p])
+        res = subprocess.run(cmd, cwd=os.getcwd(), env=proc_env)
+        row = collect(run, run_dir, metric)
+        row['wall_s'] = round(time.perf_counter() - t0, 1)
+        if res.returncode != 0:
+            row['status'] = f'failed (exit {res.returncode}, see {run_dir})'
+        rows.append(row)
+    atomic_save_json(osp.join(work_root, 'ablation.json'), rows)
+    atomic_write_bytes(osp.join(work_root, 'ablation.md'), markdown_table(rows, metric).encode())
+    plot(rows, metric, osp.join(work_root, 'ablation.png'), logx=logx)
+    return rows
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('configs', nargs='+', help='config files')
+    p.add_argument('--grid', nargs='*', default=[], metavar='KEY=V1,V2',
+                   help='config override swept over values (several --grid keys: all combinations)')
+    p.add_argument('--work-root', default='work_dirs/ablation')
+    p.add_argument('--iters', type=int, default=None, help='override train_cfg.max_iters of every run')
+    p.add_argument('--metric', default='miou', help='metric key to tabulate and plot (default miou)')
+    p.add_argument('--logx', action='store_true', help='log x-axis for a numeric grid')
+    # internal: one run in this process
+    p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
+    p.add_argument('--work-dir', help=argparse.SUPPRESS)
+    p.add_argument('--options', nargs='*', default=[], help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.worker:
+        opts = dict(o.split('=', 1) for o in args.options)
+        worker(args.configs[0], args.work_dir, opts, args.iters)
+        return 0
+    rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx)
+    print(markdown_table(rows, args.metric))
+    print(f'table: {osp.join(args.work_root, "ablation.md")}  plot: {osp.join(args.work_root, "ablation.png")}')
+    return 0 if all(r['status'] == 'ok' for r in rows) else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main())
