@@ -1,0 +1,120 @@
+"""Everything one agent senses at one keyframe: 6 camera renders, a LiDAR sweep, Occ3D labels, boxes.
+
+These are the functions tests use to re-render a scene from its seed:
+``render_frame(build_world(seed, index, frames, agents), f, agent, ...)``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from occ.constants import FREE
+from occ.grid import OccGrid
+
+from .labels import ray_visibility, voxelize
+from .objects import CATEGORY_TO_CLASS
+from .primitives import Primitives
+from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera
+from .world import World
+
+ANNOTATION_RADIUS = 60.0     # objects whose centre is this close (x-y) to the ego are annotated
+# Visibility rays: about one ray per voxel at 40 m (0.4 m voxels: every 2nd pixel of a 256-wide
+# image is ~0.6 deg); coarser grids need proportionally fewer rays.
+def _ray_strides(grid: OccGrid, image_size):
+    k = max(1, int(round(grid.voxel_size / 0.4)))
+    return max(1, int(round(2 * k * image_size[1] / 256))), 2 * k
+
+
+def frame_rng(world: World, f: int, agent: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([world.seed, world.index, 1000 + f, agent, stream])
+
+
+def to_ego(prims: Primitives, ego2global: np.ndarray) -> Primitives:
+    """Primitives from the global frame into the (planar) ego frame."""
+    yaw = np.arctan2(ego2global[1, 0], ego2global[0, 0])
+    x, y = ego2global[0, 3], ego2global[1, 3]
+    c, s = np.cos(-yaw), np.sin(-yaw)
+    q = prims.center[:, :2] - (x, y)
+    cen = prims.center.copy()
+    cen[:, 0] = c * q[:, 0] - s * q[:, 1]
+    cen[:, 1] = s * q[:, 0] + c * q[:, 1]
+    return Primitives(prims.kind, cen, prims.size, prims.yaw - yaw, prims.cls, prims.inst, prims.albedo, prims.tex)
+
+
+def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, prims=None) -> dict:
+    """Occ3D labels of agent ``agent`` at keyframe ``f``: ``semantics``, ``mask_lidar``, ``mask_camera``."""
+    e2g = world.ego2global(f, agent)
+    if prims is None:
+        prims = world.prims_at(f, exclude=[world.agents[agent]])
+    local = to_ego(prims, e2g)
+    reach = np.max(np.abs(grid.pc_range)) * 1.5 + 10
+    local = local.subset(np.nonzero(np.abs(local.center[:, :2]).max(1) - local.radius < reach)[0])
+    c, s = e2g[0, 0], e2g[1, 0]
+
+    def ground_class(x, y):
+        return world.town.ground_class(c * x - s * y + e2g[0, 3], s * x + c * y + e2g[1, 3])
+
+    sem = voxelize(local, ground_class, grid)
+    occ = sem != FREE
+    pix_stride, col_stride = _ray_strides(grid, image_size)
+    l2e = lidar2ego()
+    d, _ = lidar_rays(column_stride=col_stride)
+    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T)
+    # As in Occ3D, the camera mask keeps LiDAR-observed voxels that a camera ray also reaches.
+    mask_cam = np.zeros(sem.shape, bool)
+    for cam in camera_rig(image_size):
+        d = pixel_rays(cam['intrinsics'], cam['height'], cam['width'], pix_stride) @ cam['cam2ego'][:3, :3].T
+        mask_cam |= ray_visibility(occ, grid, cam['cam2ego'][:3, 3], d)
+    mask_cam &= mask_lidar
+    return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
+
+
+def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid) -> dict:
+    """All sensor data of one agent at one keyframe.
+
+    Returns dict: ``ego2global`` [4,4]; ``cams`` list (CAMERA_NAMES order) of
+    dicts from ``render_camera`` plus ``intrinsics``, ``cam2ego``; ``lidar`` from
+    ``lidar_scan``; ``labels`` from ``make_labels``; ``boxes`` list of annotation dicts.
+    """
+    e2g = world.ego2global(f, agent)
+    prims = world.prims_at(f, exclude=[world.agents[agent]])
+    cams = []
+    for k, cam in enumerate(camera_rig(image_size)):
+        r = render_camera(prims, world.town, e2g @ cam['cam2ego'], cam['intrinsics'], cam['height'], cam['width'],
+                          frame_rng(world, f, agent, k))
+        r.update(cam)
+        cams.append(r)
+    lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
+    labels = make_labels(world, f, agent, grid, image_size, prims)
+    return {'ego2global': e2g, 'cams': cams, 'lidar': lidar, 'labels': labels,
+            'boxes': annotations(world, f, agent, lidar['instance'])}
+
+
+def annotations(world: World, f: int, agent: int, lidar_instance: np.ndarray) -> list:
+    """Annotation boxes (global frame) of objects near the agent at keyframe ``f``."""
+    ex, ey, _ = world.ego_pose(f, agent)
+    counts = np.bincount(lidar_instance[lidar_instance >= 0], minlength=len(world.objects))
+    out = []
+    for n, obj in enumerate(world.objects):
+        if n == world.agents[agent]:
+            continue
+        x, y, yaw = world.pose[f, n]
+        if np.hypot(x - ex, y - ey) > ANNOTATION_RADIUS:
+            continue
+        l, w, h = obj.size
+        out.append({'object': n, 'category': obj.category, 'cls': CATEGORY_TO_CLASS[obj.category],
+                    'center': (float(x), float(y), h / 2), 'size_wlh': (w, l, h), 'yaw': float(yaw),
+                    'num_lidar_pts': int(counts[n]), 'attribute': _attribute(world, f, n)})
+    return out
+
+
+def _attribute(world: World, f: int, n: int) -> str | None:
+    cat, motion, v = world.objects[n].category, world.motion[n], world.speed[f, n]
+    if cat in ('vehicle.bicycle', 'vehicle.motorcycle'):
+        return 'cycle.with_rider' if motion in ('vehicle', 'agent') else 'cycle.without_rider'
+    if cat.startswith('vehicle'):
+        if motion == 'parked':
+            return 'vehicle.parked'
+        return 'vehicle.moving' if v > 0.3 else 'vehicle.stopped'
+    if cat.startswith('human'):
+        return 'pedestrian.moving' if v > 0.1 else 'pedestrian.standing'
+    return None

@@ -1,0 +1,183 @@
+"""Occ3D-style labels: semantic voxels of the world around the ego, and visibility masks.
+
+Semantics mimic how Occ3D labels arise from accumulated LiDAR: a voxel is
+occupied when a surface passes through it. Solid interiors (the inside of a
+building or a car body, the soil under the road) are never sensed, so they
+are free (17), except foliage, which LiDAR penetrates. The ground is the
+plane z = 0 of the ego frame, labelled in the voxel layer that contains it.
+
+Visibility follows Occ3D: a ray marks every voxel it traverses up to and
+including the first occupied voxel; rays that leave the grid without a hit
+mark nothing. ``mask_camera`` uses camera pixel rays, ``mask_lidar`` the
+LiDAR beams.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from occ.constants import FREE
+from occ.grid import OccGrid
+
+from .primitives import BOX, CYLINDER, Primitives
+
+VEGETATION = 16
+# Which class wins a voxel several solids share: objects over stuff (higher wins).
+_PRIORITY = np.array([5, 6, 7, 7, 7, 7, 7, 7, 6, 7, 7, 0, 0, 0, 0, 3, 2, 0], np.int64)
+
+
+def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
+    """Semantic grid uint8 [X, Y, Z] (FREE = 17) of primitives given in the ego frame.
+
+    Args:
+        prims: primitives in the ego frame.
+        ground_class: callable (x [M], y [M]) in the ego frame -> uint8 [M] class of the ground.
+        grid: the occupancy grid.
+    A voxel belongs to a primitive when the two intersect (exactly for boxes
+    and cylinders, by the primitive grown by half a voxel for ellipsoids).
+    """
+    shape = grid.shape
+    v = grid.voxel_size
+    lo = grid.lower
+    code = np.zeros(int(np.prod(shape)), np.int64)
+    # Ground layer: the voxels whose z range contains the plane z = 0.
+    kg = int(np.floor((0.0 - lo[2]) / v))
+    solid_below = np.zeros(shape, bool)
+    if 0 <= kg < shape[2]:
+        xs = lo[0] + (np.arange(shape[0]) + 0.5) * v
+        ys = lo[1] + (np.arange(shape[1]) + 0.5) * v
+        gx, gy = np.meshgrid(xs, ys, indexing='ij')
+        gcls = np.asarray(ground_class(gx.ravel(), gy.ravel()), np.int64).reshape(shape[:2])
+        flat = (np.arange(shape[0])[:, None] * shape[1] + np.arange(shape[1])[None]) * shape[2] + kg
+        code[flat.ravel()] = gcls.ravel() + 1
+        solid_below[:, :, :kg] = True
+    if len(prims):
+        _splat(prims, grid, code)
+    cls = np.where(code > 0, code % 1024 - 1, FREE).astype(np.uint8).reshape(shape)
+    return _hollow(cls, solid_below)
+
+
+def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray):
+    shape = np.array(grid.shape)
+    v = grid.voxel_size
+    lo = grid.lower
+    c, s = np.cos(prims.yaw), np.sin(prims.yaw)
+    half = prims.size / 2
+    ext_x = np.abs(c) * half[:, 0] + np.abs(s) * half[:, 1]        # world-axis half extents
+    ext_y = np.abs(s) * half[:, 0] + np.abs(c) * half[:, 1]
+    ext = np.stack([ext_x, ext_y, half[:, 2]], 1)
+    i0 = np.clip(np.floor((prims.center - ext - lo) / v), 0, shape).astype(np.int64)
+    i1 = np.clip(np.floor((prims.center + ext - lo) / v) + 1, 0, shape).astype(np.int64)
+    n = np.prod(i1 - i0, axis=1)
+    sel = np.nonzero(n > 0)[0]
+    if not len(sel):
+        return
+    cnt = n[sel]
+    pid = np.repeat(sel, cnt)
+    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    d = (i1 - i0)[pid]
+    iz = k % d[:, 2]
+    iy = (k // d[:, 2]) % d[:, 1]
+    ix = k // (d[:, 2] * d[:, 1])
+    idx = i0[pid] + np.stack([ix, iy, iz], 1)
+    ctr = lo + (idx + 0.5) * v
+    q = ctr - prims.center[pid]
+    cp, sp = c[pid], s[pid]
+    h = half[pid]
+    hv = v / 2
+    z_ok = np.abs(q[:, 2]) <= h[:, 2] + hv
+    kind = prims.kind[pid]
+    # Boxes: separating axes of two rectangles in x-y (voxel axes and box axes) plus z.
+    lx = cp * q[:, 0] + sp * q[:, 1]
+    ly = -sp * q[:, 0] + cp * q[:, 1]
+    rv = hv * (np.abs(cp) + np.abs(sp))
+    box = (np.abs(lx) <= h[:, 0] + rv) & (np.abs(ly) <= h[:, 1] + rv) & \
+          (np.abs(q[:, 0]) <= ext[pid, 0] + hv) & (np.abs(q[:, 1]) <= ext[pid, 1] + hv)
+    # Cylinders: distance from the axis to the voxel square.
+    dx = np.maximum(np.abs(q[:, 0]) - hv, 0)
+    dy = np.maximum(np.abs(q[:, 1]) - hv, 0)
+    cyl = dx * dx + dy * dy <= h[:, 0] ** 2
+    # Ellipsoids: centre inside the ellipsoid grown by half a voxel.
+    lz = q[:, 2]
+    g = h + hv
+    ell = (lx / g[:, 0]) ** 2 + (ly / g[:, 1]) ** 2 + (lz / g[:, 2]) ** 2 <= 1
+    inside = z_ok & np.where(kind == BOX, box, np.where(kind == CYLINDER, cyl, ell))
+    cls = prims.cls[pid[inside]].astype(np.int64)
+    flat = np.ravel_multi_index(idx[inside].T, tuple(shape))
+    # code = priority * 1024 + cls + 1; ground codes (cls + 1 < 32) lose to every solid.
+    np.maximum.at(code, flat, _PRIORITY[cls] * 1024 + cls + 1)
+
+
+def _hollow(cls: np.ndarray, solid_below: np.ndarray) -> np.ndarray:
+    """Free the unobservable interior: occupied voxels whose 6 neighbours are all solid."""
+    solid = (cls != FREE) | solid_below
+    p = np.pad(solid, 1, mode='edge')
+    inner = solid.copy()
+    for ax in range(3):
+        for sh in (-1, 1):
+            inner &= np.roll(p, sh, axis=ax)[1:-1, 1:-1, 1:-1]
+    out = cls.copy()
+    out[inner & (cls != VEGETATION)] = FREE
+    return out
+
+
+def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray,
+                   step: float | None = None) -> np.ndarray:
+    """Voxels (bool [X, Y, Z]) traversed by rays up to and including their first occupied voxel.
+
+    Args:
+        occupied: bool [X, Y, Z]; origin: [3] ray origin (ego frame); dirs: [R, 3] unit directions.
+        step: marching step along rays (default half a voxel).
+    Rays leaving the grid without meeting an occupied voxel mark nothing.
+    """
+    shape = np.array(occupied.shape)
+    v = grid.voxel_size
+    lo, hi = grid.lower, grid.lower + shape * v
+    step = step or v / 2
+    origin = np.asarray(origin, np.float64)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        inv = 1 / np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
+    t_a, t_b = (lo - origin) * inv, (hi - origin) * inv
+    t_in = np.maximum(np.minimum(t_a, t_b).max(1), 0)
+    t_out = np.maximum(t_a, t_b).min(1)
+    ok = t_out > t_in
+    dirs, t_in, t_out = dirs[ok], t_in[ok], t_out[ok]
+    occ_flat = occupied.ravel()
+    n_steps = int(np.ceil((t_out - t_in).max() / step)) + 1 if len(dirs) else 0
+    # Pass 1: march in blocks of steps to find each ray's first occupied sample.
+    first = np.full(len(dirs), -1, np.int64)
+    alive = np.arange(len(dirs))
+    block = 24
+    for s0 in range(0, n_steps, block):
+        if not len(alive):
+            break
+        ks = np.arange(s0, min(n_steps, s0 + block))
+        t = t_in[alive, None] + (ks[None] + 0.5) * step                # [A, B]
+        inside = t < t_out[alive, None]
+        idx = _flat_index(origin, dirs[alive], t, lo, v, shape)
+        hit = inside & occ_flat[np.where(inside, idx, 0)]
+        any_hit = hit.any(1)
+        first[alive[any_hit]] = s0 + hit[any_hit].argmax(1)
+        gone = any_hit | ~inside[:, -1]
+        alive = alive[~gone]
+    # Pass 2: mark the samples of rays that hit, up to and including the hit.
+    vis = np.zeros(occ_flat.shape, bool)
+    hit_rays = np.nonzero(first >= 0)[0]
+    for s0 in range(0, len(hit_rays), 4096):
+        r = hit_rays[s0:s0 + 4096]
+        m = int(first[r].max()) + 1
+        ks = np.arange(m)
+        t = t_in[r, None] + (ks[None] + 0.5) * step
+        keep = ks[None] <= first[r, None]
+        idx = _flat_index(origin, dirs[r], t, lo, v, shape)
+        vis[idx[keep]] = True
+    return vis.reshape(occupied.shape)
+
+
+def _flat_index(origin, dirs, t, lo, v, shape):
+    """Flat voxel index [A, B] of the points origin + dirs[A] * t[A, B] (clamped to the grid)."""
+    flat = np.zeros(t.shape, np.int64)
+    for ax in range(3):
+        i = np.floor((origin[ax] - lo[ax] + dirs[:, ax, None] * t) / v).astype(np.int64)
+        np.clip(i, 0, shape[ax] - 1, out=i)
+        flat = flat * shape[ax] + i
+    return flat

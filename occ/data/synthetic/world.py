@@ -1,0 +1,173 @@
+"""One synthetic world: a town plus every object's pose at every keyframe.
+
+``build_world(seed, index, frames, agents)`` is a pure function of its
+arguments, so any process (a generator worker, a test) can rebuild the exact
+world a scene was rendered from.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .objects import ObjectTemplate, make_object
+from .primitives import Primitives
+from .town import Town, build_town
+from .traffic import obb_overlap, random_route, simulate_pedestrians, simulate_vehicles
+
+EGO_SIZE = (4.2, 1.8, 1.6)           # l, w, h of every connected (sensor) vehicle
+EGO_REAR_AXLE = 0.9                  # metres from the rear bumper to the rear axle (ego frame origin)
+TOWN_SIZE = 300.0
+
+
+@dataclass
+class World:
+    """Town + objects. Object n has template ``objects[n]`` and pose ``pose[f, n]`` = (x, y, yaw)
+    of its box bottom centre at keyframe f; ``motion[n]`` is 'parked', 'static', 'vehicle',
+    'pedestrian' or 'agent'; ``agents[k]`` is the object index of connected vehicle k (0 = ego)."""
+
+    seed: int
+    index: int
+    frames: int
+    town: Town
+    objects: list
+    pose: np.ndarray          # float [F, N, 3]
+    speed: np.ndarray         # float [F, N]
+    motion: list
+    agents: list
+    parts: Primitives         # all object parts in their object frames, inst = object index
+
+    def prims_at(self, f: int, exclude=()) -> Primitives:
+        """All primitives (scenery + posed objects) in the global frame at keyframe ``f``."""
+        p = self.parts
+        keep = ~np.isin(p.inst, np.asarray(list(exclude), np.int32))
+        obj = p.inst[keep]
+        x, y, yaw = self.pose[f, obj, 0], self.pose[f, obj, 1], self.pose[f, obj, 2]
+        c, s = np.cos(yaw), np.sin(yaw)
+        lc = p.center[keep]
+        cen = np.stack([c * lc[:, 0] - s * lc[:, 1] + x, s * lc[:, 0] + c * lc[:, 1] + y, lc[:, 2]], 1)
+        posed = Primitives(p.kind[keep], cen, p.size[keep], p.yaw[keep] + yaw, p.cls[keep], obj,
+                           p.albedo[keep], p.tex[keep])
+        return Primitives.concat([self.town.scenery, posed])
+
+    def ego_pose(self, f: int, agent: int = 0):
+        """(x, y, yaw) of agent ``agent``'s ego frame (rear axle on the ground) at keyframe ``f``."""
+        n = self.agents[agent]
+        x, y, yaw = self.pose[f, n]
+        back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
+        return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
+
+    def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
+        x, y, yaw = self.ego_pose(f, agent)
+        m = np.eye(4)
+        m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+        m[:2, 3] = x, y
+        return m
+
+
+_MOVING = [('vehicle.car', 0.7, (6.0, 11.0)), ('vehicle.truck', 0.08, (5.0, 9.0)),
+           ('vehicle.bus.rigid', 0.06, (5.0, 8.0)), ('vehicle.motorcycle', 0.06, (7.0, 12.0)),
+           ('vehicle.bicycle', 0.08, (3.0, 5.5)), ('vehicle.construction', 0.02, (3.0, 5.0))]
+
+
+def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles: int = 36,
+                n_pedestrians: int = 140) -> World:
+    """Build world ``index`` of the generator seeded with ``seed`` (deterministic)."""
+    if frames < 1 or agents < 1:
+        raise ValueError(f'frames ({frames}) and agents ({agents}) must be >= 1')
+    town = build_town(np.random.default_rng([seed, index, 0]), TOWN_SIZE)
+    rng = np.random.default_rng([seed, index, 1])
+    orng = np.random.default_rng([seed, index, 2])
+    objects: list[ObjectTemplate] = []
+    motion: list[str] = []
+    static_pose = []
+    for pl in town.placements:
+        objects.append(make_object(pl.category, orng, rider=pl.rider))
+        motion.append('parked' if pl.category.startswith('vehicle') else 'static')
+        static_pose.append((pl.x, pl.y, pl.yaw))
+    n_static = len(objects)
+    # Connected vehicles (ego first) share one route, spaced along it, so they see the same places.
+    duration = frames * 0.5
+    centre_i, centre_j = len(town.vroads) // 2, len(town.hroads) // 2
+    start_dir = [(1, 0), (-1, 0), (0, 1), (0, -1)][rng.integers(4)]
+    ego_route = random_route(town, rng, min_length=12 * duration + 40 * agents + 60, lane='outer',
+                             start=(centre_i, centre_j, *start_dir))
+    routes, s0, v_des, sizes, tmpls = [], [], [], [], []
+    s_ego = rng.uniform(20, 35)
+    for k in range(agents):
+        routes.append(ego_route)
+        s0.append(s_ego + k * rng.uniform(14, 20) if k else s_ego)
+        v_des.append(rng.uniform(7.0, 9.5))
+        t = make_object('vehicle.car', orng)
+        t = ObjectTemplate('vehicle.car', EGO_SIZE, _scale_parts(t, EGO_SIZE))
+        tmpls.append(t)
+        sizes.append(EGO_SIZE)
+    # Other traffic, spawned near the ego's route so it is seen; rejected if it would overlap.
+    ego_pts = ego_route.points[:: max(1, int(20 / ego_route.step))]
+    cats = [c for c, _, _ in _MOVING]
+    probs = np.array([p for _, p, _ in _MOVING])
+    tries = 0
+    while len(routes) < agents + n_vehicles and tries < n_vehicles * 20:
+        tries += 1
+        cat = cats[rng.choice(len(cats), p=probs / probs.sum())]
+        lo, hi = dict((c, v) for c, _, v in _MOVING)[cat]
+        lane = 'outer' if cat in ('vehicle.bicycle', 'vehicle.bus.rigid') else 'random'
+        route = random_route(town, rng, min_length=hi * duration + 20, lane=lane)
+        s = rng.uniform(0, min(150.0, route.length - hi * duration - 5))
+        p, _ = route.pose(s)
+        if np.min(np.linalg.norm(ego_pts - p, axis=1)) > 110:
+            continue
+        t = make_object(cat, orng, rider=cat in ('vehicle.bicycle', 'vehicle.motorcycle'))
+        l, w, _ = t.size
+        clash = False
+        for r2, s2, (l2, w2, _) in zip(routes, s0, sizes):
+            p2, y2 = r2.pose(s2)
+            _, y1 = route.pose(s)
+            if obb_overlap(p, np.array([l / 2 + 3, w / 2 + 0.5]), y1, p2, np.array([l2 / 2 + 3, w2 / 2 + 0.5]), y2):
+                clash = True
+                break
+        if clash:
+            continue
+        routes.append(route)
+        s0.append(s)
+        v_des.append(rng.uniform(lo, hi))
+        sizes.append(t.size)
+        tmpls.append(t)
+    vp, vy, vv = simulate_vehicles(routes, s0, v_des, [q[0] for q in sizes], [q[1] for q in sizes], frames)
+    # Pedestrians: walkways near the ego's route are much more likely.
+    walk = town.walkways
+    mids = np.array([((a + c) / 2, (b + d) / 2) for a, b, c, d in walk])
+    near = np.array([np.min(np.linalg.norm(ego_pts - m, axis=1)) < 60 for m in mids])
+    lengths = np.array([np.hypot(c - a, d - b) for a, b, c, d in walk])
+    wts = lengths * np.where(near, 1.0, 0.15)
+    choice = rng.choice(len(walk), size=n_pedestrians, p=wts / wts.sum())
+    phase = rng.uniform(0, 2 * lengths[choice])
+    speed = np.where(rng.random(n_pedestrians) < 0.2, 0.0, rng.uniform(0.9, 1.7, n_pedestrians))
+    lateral = rng.uniform(-0.9, 0.9, n_pedestrians)
+    pp, py, pv = simulate_pedestrians(walk, choice, phase, speed, lateral, frames)
+    ped_tmpls = [make_object('human.pedestrian.child' if orng.random() < 0.1 else 'human.pedestrian.adult', orng)
+                 for _ in range(n_pedestrians)]
+    objects += tmpls + ped_tmpls
+    motion += ['agent'] * agents + ['vehicle'] * (len(tmpls) - agents) + ['pedestrian'] * n_pedestrians
+    n = len(objects)
+    pose = np.zeros((frames, n, 3))
+    spd = np.zeros((frames, n))
+    if n_static:
+        pose[:, :n_static] = np.array(static_pose)[None]
+    a, b = n_static, n_static + len(tmpls)
+    pose[:, a:b, :2], pose[:, a:b, 2], spd[:, a:b] = vp, vy, vv
+    pose[:, b:, :2], pose[:, b:, 2], spd[:, b:] = pp, py, pv
+    parts = []
+    for i, t in enumerate(objects):
+        q = t.parts
+        parts.append(Primitives(q.kind, q.center, q.size, q.yaw, q.cls, np.full(len(q), i, np.int32),
+                                q.albedo, q.tex))
+    return World(seed, index, frames, town, objects, pose, spd, motion,
+                 list(range(n_static, n_static + agents)), Primitives.concat(parts))
+
+
+def _scale_parts(t: ObjectTemplate, size) -> Primitives:
+    """Resize a template's parts to a given box size (connected vehicles all share one size)."""
+    s = np.asarray(size) / np.asarray(t.size)
+    q = t.parts
+    return Primitives(q.kind, q.center * s, q.size * s, q.yaw, q.cls, q.inst, q.albedo, q.tex)
