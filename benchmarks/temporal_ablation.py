@@ -1,0 +1,234 @@
+"""Temporal ablation: train each config, then evaluate it streaming, frame by frame.
+
+For every config (default: configs/ablations/temporal_t{0,1,2,4}.py) this
+trains with tools/train.py (one subprocess each, under ``<work-root>/<name>``),
+then runs the val split *in scene order, one sample at a time* (the way a car
+would) and reports
+
+- ``miou``: Occ3D mIoU inside ``mask_camera`` (the headline number),
+- ``miou_occluded``: mIoU over voxels that are occupied in GT but *not* in
+  the current frame's ``mask_camera`` (hidden now; temporal memory may have
+  seen them earlier); ``recall_occluded`` = share of them predicted occupied,
+- ``miou_moving``: mIoU over camera-visible voxels inside the boxes of moving
+  objects (instances whose global centre moves faster than ``--min-speed``
+  between neighbouring keyframes),
+- ``ms_per_frame``: median wall time of one streaming predict call.
+
+Writes ``<work-root>/temporal_ablation.{json,md}`` atomically.
+
+    python benchmarks/temporal_ablation.py --data data/temporal --iters 300
+    python benchmarks/temporal_ablation.py --skip-train --work-root work_dirs/temporal_ablation
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+sys.path.insert(0, ROOT)
+
+from occ.constants import FREE  # noqa: E402
+from occ.evaluation.confusion import confusion_matrices, iou_from_hist  # noqa: E402
+from occ.utils.io import atomic_save_json, atomic_write_bytes  # noqa: E402
+
+DEFAULT_CONFIGS = [f'configs/ablations/temporal_t{t}.py' for t in (0, 1, 2, 4)]
+
+
+# ------------------------------------------------------------------ regions
+def moving_instances(infos: list, min_speed: float) -> dict:
+    """sample token -> set of instance tokens moving faster than ``min_speed`` m/s.
+
+    Speed from the global box centre at this keyframe and the previous /
+    next keyframe of the same scene (whichever exist; the larger counts).
+    """
+    by_token = {i['token']: i for i in infos}
+
+    def centres(info):
+        b = info['boxes']
+        e = np.asarray(info['ego2global'], np.float64)
+        c = np.asarray(b['center'], np.float64).reshape(-1, 3) @ e[:3, :3].T + e[:3, 3]
+        return dict(zip(list(b['instance_token']), c))
+
+    out = {}
+    for info in infos:
+        cur = centres(info)
+        speed = {k: 0.0 for k in cur}
+        for nb in (info.get('prev'), info.get('next')):
+            other = by_token.get(nb) if nb else None
+            if other is None:
+                continue
+            dt = abs(other['timestamp'] - info['timestamp']) * 1e-6
+            if dt <= 0:
+                continue
+            oc = centres(other)
+            for k, c in cur.items():
+                if k in oc:
+                    speed[k] = max(speed[k], float(np.linalg.norm(oc[k] - c)) / dt)
+        out[info['token']] = {k for k, v in speed.items() if v > min_speed}
+    return out
+
+
+def box_mask(info: dict, keep: set, centers: np.ndarray, margin: float) -> np.ndarray:
+    """bool [X, Y, Z]: voxel centres inside any kept box (grown by ``margin`` m)."""
+    mask = np.zeros(centers.shape[:3], bool)
+    b = info['boxes']
+    for n, tok in enumerate(b['instance_token']):
+        if tok not in keep:
+            continue
+        c = np.asarray(b['center'][n], np.float64)
+        w, length, h = (float(v) for v in b['size'][n])
+        yaw = float(b['yaw'][n])
+        d = centers - c
+        cy, sy = np.cos(yaw), np.sin(yaw)
+        lx = d[..., 0] * cy + d[..., 1] * sy        # along the box heading
+        ly = -d[..., 0] * sy + d[..., 1] * cy
+        mask |= ((np.abs(lx) <= length / 2 + margin) & (np.abs(ly) <= w / 2 + margin)
+                 & (np.abs(d[..., 2]) <= h / 2 + margin))
+    return mask
+
+
+# ------------------------------------------------------------------- evaluate
+@torch.no_grad()
+def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | None) -> dict:
+    from mmengine.runner import load_checkpoint
+
+    from occ.data import occ_collate
+    from occ.engine.checkpoint import resolve_last_checkpoint
+    from occ.engine.config import load_config
+    from occ.registry import DATASETS, MODELS
+
+    cfg = load_config(config, work_dir=run_dir)
+    ckpt = resolve_last_checkpoint(run_dir)
+    if ckpt is None:
+        raise FileNotFoundError(f'{run_dir}: no last_checkpoint; train the config first')
+    model = MODELS.build(cfg.model)
+    load_checkpoint(model, ckpt, map_location='cpu', logger='silent')
+    model.eval()
+    ds = DATASETS.build(cfg.test_dataloader.dataset)
+    moving = moving_instances(ds.infos, min_speed)
+    centers = ds.grid.centers().astype(np.float64)
+    margin = ds.grid.voxel_size / 2
+    hists = {k: np.zeros((18, 18), np.int64) for k in ('camera', 'occluded', 'moving')}
+    times = []
+    n = len(ds) if max_samples is None else min(len(ds), max_samples)
+    if hasattr(model, 'reset_temporal_state'):
+        model.reset_temporal_state()
+    for i in range(n):           # scene order: the info file is sorted by (scene, time)
+        batch = occ_collate([ds[i]])
+        if not torch.allclose(batch['bev_aug'], torch.eye(4)):
+            raise ValueError(f'{config}: test-time BEV augmentation is on; boxes would not match the labels')
+        data = model.data_preprocessor(batch, False)
+        t0 = time.perf_counter()
+        pred = model(**data, mode='predict')[0]['semantics']
+        times.append(time.perf_counter() - t0)
+        gt = batch['voxel_semantics'][0].numpy()
+        cam = batch['mask_camera'][0].numpy().astype(bool)
+        occluded = (gt < FREE) & ~cam
+        mov = box_mask(ds.infos[i], moving[ds.infos[i]['token']], centers, margin) & cam
+        for key, region in (('camera', cam), ('occluded', occluded), ('moving', mov)):
+            hists[key] += confusion_matrices(pred, gt, region.view(np.uint8))[0]
+    occ_hist = hists['occluded']
+    res = {
+        'miou': iou_from_hist(hists['camera'])['miou'],
+        'iou': iou_from_hist(hists['camera'])['iou'],
+        'miou_occluded': iou_from_hist(occ_hist)['miou'],
+        'recall_occluded': float(occ_hist[:FREE, :FREE].sum() / max(occ_hist[:FREE].sum(), 1)),
+        'miou_moving': iou_from_hist(hists['moving'])['miou'],
+        'moving_voxels': int(hists['moving'].sum()),
+        'occluded_voxels': int(occ_hist.sum()),
+        'frames': n,
+        'ms_per_frame': 1e3 * float(np.median(times[2:] if len(times) > 4 else times)),
+        'checkpoint': osp.relpath(ckpt, ROOT),
+    }
+    return res
+
+
+def table(rows: list) -> str:
+    head = ['run', 'mIoU', 'IoU', 'mIoU occluded', 'recall occluded', 'mIoU moving', 'ms/frame (stream)',
+            'train s']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+
+    def pct(v):
+        return '—' if v is None or v != v else f'{100 * v:.2f}'
+    for r in rows:
+        if 'error' in r:
+            lines.append(f'| {r["name"]} | failed: {r["error"]} |' + ' |' * (len(head) - 2))
+            continue
+        lines.append(f'| {r["name"]} | {pct(r["miou"])} | {pct(r["iou"])} | {pct(r["miou_occluded"])} | '
+                     f'{pct(r["recall_occluded"])} | {pct(r["miou_moving"])} | {r["ms_per_frame"]:.0f} | '
+                     f'{r.get("train_s", 0):.0f} |')
+    return '\n'.join(lines) + '\n'
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
+    ap.add_argument('--work-root', default='work_dirs/temporal_ablation')
+    ap.add_argument('--data', default=None, help='data root (overrides the configs\' data_root)')
+    ap.add_argument('--iters', type=int, default=None, help='train_cfg.max_iters of every run')
+    ap.add_argument('--skip-train', action='store_true', help='evaluate existing runs only')
+    ap.add_argument('--min-speed', type=float, default=0.5, help='m/s above which an object is moving')
+    ap.add_argument('--max-samples', type=int, default=None, help='evaluate only the first N val samples')
+    ap.add_argument('--threads', type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    rows = []
+    for config in args.configs:
+        name = osp.splitext(osp.basename(config))[0]
+        run_dir = osp.join(args.work_root, name)
+        row = {'name': name, 'config': config}
+        opts = []
+        if args.data:
+            opts.append(f'data_root={args.data}')
+        if args.iters is not None:
+            opts.append(f'train_cfg.max_iters={args.iters}')
+        if not args.skip_train:
+            cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', run_dir]
+            if opts:
+                cmd += ['--cfg-options'] + opts
+            print(f'[train] {name}', flush=True)
+            t0 = time.perf_counter()
+            rc = subprocess.run(cmd, cwd=ROOT).returncode
+            row['train_s'] = time.perf_counter() - t0
+            if rc != 0:
+                row['error'] = f'training exit {rc} (see {run_dir})'
+                rows.append(row)
+                continue
+        print(f'[eval] {name}', flush=True)
+        try:
+            cfg_path = config
+            if args.data:
+                # load_config moves dataset paths with a changed top-level data_root
+                cfg_path = _with_data_root(config, args.data, run_dir)
+            row.update(evaluate(cfg_path, run_dir, args.min_speed, args.max_samples))
+        except Exception as e:      # one failed run must not lose the others' rows
+            row['error'] = f'{type(e).__name__}: {e}'
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    os.makedirs(args.work_root, exist_ok=True)
+    atomic_save_json(osp.join(args.work_root, 'temporal_ablation.json'), rows)
+    md = table(rows)
+    atomic_write_bytes(osp.join(args.work_root, 'temporal_ablation.md'), md.encode())
+    print(md)
+    return 0 if all('error' not in r for r in rows) else 1
+
+
+def _with_data_root(config: str, data_root: str, run_dir: str) -> str:
+    """A one-line child config that points ``config`` at another data root."""
+    path = osp.join(run_dir, 'eval_config.py')
+    os.makedirs(run_dir, exist_ok=True)
+    rel = osp.relpath(osp.abspath(osp.join(ROOT, config)), run_dir)
+    atomic_write_bytes(path, f"_base_ = [{rel!r}]\ndata_root = {data_root!r}\n".encode())
+    return path
+
+
+if __name__ == '__main__':
+    sys.exit(main())
