@@ -59,7 +59,11 @@ def test_confusion_matrices_match_loop_reference_for_every_mask():
     ones = np.ones_like(f['gt'])
     for i, m in enumerate((f['mask_camera'], f['mask_lidar'], ones)):
         np.testing.assert_array_equal(h[i], _ref_hist(f['pred'], f['gt'], m))
-    # a free-only block pattern plus a tail (size % 4 != 0) is still counted exactly
+    # masks given as bool or as other nonzero values count the same voxels
+    h_bool = confusion_matrices(f['pred'], f['gt'], f['mask_camera'].astype(bool),
+                                f['mask_lidar'] * np.uint8(7))
+    np.testing.assert_array_equal(h_bool, h)
+    # a free-only block pattern plus a tail (size % 8 != 0) is still counted exactly
     free = np.full((3, 3, 3), FREE, np.uint8)
     hf = confusion_matrices(free, free, np.zeros_like(free), np.zeros_like(free))
     assert hf[2, FREE, FREE] == 27 and hf[:2].sum() == 0 and hf.sum() == 27

@@ -20,9 +20,9 @@ the binary occupied class of the same masked voxels: ``TP = hist[:17, :17].sum()
 ``FN = hist[:17, 17].sum()``, ``FP = hist[17, :17].sum()``.
 
 One pass over a frame fills the histograms for all three masks at once: every
-voxel gets a code ``group * 342 + gt * 18 + pred`` with ``group = cam + 2*lidar``
+voxel gets a code ``(group * 18 + gt) * 18 + pred`` with ``group = cam + 2*lidar``
 (four visibility groups); sums over groups give the camera, lidar and unmasked
-histograms. ``gt`` is clipped to 18 (one "ignored" row, 19 rows x 18 = 342).
+histograms (``group_hist``, ``group_to_masks``).
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ import numpy as np
 from occ.constants import FREE, NUM_CLASSES
 
 MASKS = ('camera', 'lidar', 'none')
-_ROWS = NUM_CLASSES + 1                 # 18 labels + one row for ignored GT (>= 18)
-_GROUP = _ROWS * NUM_CLASSES            # 342 codes per visibility group
-_NBINS = 4 * _GROUP                     # groups: (cam, lidar) in {0,1}^2
-_FREE_CODE = FREE * NUM_CLASSES + FREE  # gt free, pred free, outside both masks
-_FREE_BLOCK = np.full(4, _FREE_CODE, np.uint16).view(np.uint64)[0]
+_GROUPS = 4                             # visibility groups: cam + 2 * lidar
+_GROUP = NUM_CLASSES * NUM_CLASSES      # 324 codes per group
+_IGNORED_KEY = _GROUPS * NUM_CLASSES    # key of voxels whose GT label is >= 18 (dropped)
+_FREE_KEY = FREE                        # GT free, outside both masks
+_FREE_BLOCK = np.full(8, FREE, np.uint8).view(np.uint64)[0]
 
 
 def _as_uint8(name: str, a) -> np.ndarray:
@@ -49,66 +49,64 @@ def _as_uint8(name: str, a) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def voxel_codes(pred, gt, mask_camera=None, mask_lidar=None) -> np.ndarray:
-    """Per-voxel confusion codes, uint16 with the same shape as ``gt``.
-
-    Args:
-        pred: uint8 [...] predicted labels in 0..17.
-        gt: uint8 [...] GT labels; values >= 18 (e.g. 255) are ignored.
-        mask_camera, mask_lidar: uint8/bool [...] visibility (nonzero = observed)
-            or None (treated as all zeros; the 'none' histogram still counts them).
-    """
-    pred = _as_uint8('pred', pred)
-    gt = _as_uint8('gt', gt)
-    if pred.shape != gt.shape:
-        raise ValueError(f'prediction shape {pred.shape} != GT shape {gt.shape}')
+def _keys(pred, gt, mask_camera, mask_lidar) -> tuple[np.ndarray, np.ndarray]:
+    """Validated flat uint8 ``pred`` and ``key = gt + 18 * (cam + 2 * lidar)`` (72 = ignored GT)."""
+    pred = _as_uint8('pred', pred).reshape(-1)
+    gt8 = _as_uint8('gt', gt)
+    shape = gt8.shape
+    gt8 = gt8.reshape(-1)
+    if pred.size != gt8.size:
+        raise ValueError(f'prediction shape {np.shape(pred)} != GT shape {shape}')
     if pred.size and int(pred.max()) >= NUM_CLASSES:
         raise ValueError(f'prediction has label {int(pred.max())} outside 0..{NUM_CLASSES - 1}')
-    if gt.size and int(gt.max()) >= NUM_CLASSES:
-        gt = np.minimum(gt, NUM_CLASSES)    # all ignored labels share one row
-    code = gt.astype(np.uint16)
-    code *= NUM_CLASSES
-    code += pred
     group = None
-    for m, weight, name in ((mask_camera, 1, 'mask_camera'), (mask_lidar, 2, 'mask_lidar')):
+    for m, shift, name in ((mask_camera, 0, 'mask_camera'), (mask_lidar, 1, 'mask_lidar')):
         if m is None:
             continue
         m = _as_uint8(name, m)
-        if m.shape != gt.shape:
-            raise ValueError(f'{name} shape {m.shape} != GT shape {gt.shape}')
-        bit = (m != 0).view(np.uint8) * np.uint8(weight)
-        group = bit if group is None else group | bit
-    if group is not None:
-        g16 = group.astype(np.uint16)
-        g16 *= _GROUP
-        code += g16
-    return code
+        if m.shape != shape:
+            raise ValueError(f'{name} shape {m.shape} != GT shape {shape}')
+        m = m.reshape(-1)
+        if m.size and int(m.max()) > 1:
+            m = (m != 0).view(np.uint8)
+        bit = m << np.uint8(shift) if shift else m.copy()
+        group = bit if group is None else (group | bit)
+    key = np.zeros_like(gt8) if group is None else group
+    key *= np.uint8(NUM_CLASSES)
+    key += gt8
+    if gt8.size and int(gt8.max()) >= NUM_CLASSES:
+        key[gt8 >= NUM_CLASSES] = _IGNORED_KEY     # e.g. 255: skipped like Occ3D's hist_info
+    return pred, key
 
 
-def count_codes(codes: np.ndarray) -> np.ndarray:
-    """Histogram of voxel codes, int64 [4, 19, 18] (group, gt row, pred).
+def group_hist(pred, gt, mask_camera=None, mask_lidar=None) -> np.ndarray:
+    """Confusion counts per visibility group, int64 [4, 18, 18] (group = cam + 2 * lidar).
 
-    Blocks of four voxels that are free in GT and prediction and outside both
-    masks (most of an occupancy grid) are counted without being histogrammed:
+    Args:
+        pred: uint8 [...] predicted labels in 0..17.
+        gt: uint8 [...] GT labels; values >= 18 (e.g. 255) are skipped.
+        mask_camera, mask_lidar: uint8/bool [...] (nonzero = observed) or None (all zero).
+
+    Voxel code = ``key * 18 + pred`` with ``key = gt + 18 * group``. Blocks of
+    eight voxels that are free in GT and prediction and outside both masks
+    (most of an occupancy grid) are counted without being histogrammed:
     ``np.bincount`` costs ~3 ns a voxel, the block test a fraction of that.
     """
-    flat = np.ascontiguousarray(codes, dtype=np.uint16).ravel()
-    n_main = flat.size - flat.size % 4
-    blocks = flat[:n_main].view(np.uint64)
-    busy = np.flatnonzero(blocks != _FREE_BLOCK)
-    sub = flat[:n_main].reshape(-1, 4)[busy].ravel()
-    hist = np.bincount(sub, minlength=_NBINS)
-    hist += np.bincount(flat[n_main:], minlength=_NBINS)
-    hist[_FREE_CODE] += 4 * (blocks.size - busy.size)
-    return hist.reshape(4, _ROWS, NUM_CLASSES)
+    pred, key = _keys(pred, gt, mask_camera, mask_lidar)
+    n8 = key.size - key.size % 8
+    kb, pb = key[:n8].view(np.uint64), pred[:n8].view(np.uint64)
+    busy = np.flatnonzero((kb != _FREE_BLOCK) | (pb != _FREE_BLOCK))
+    code = np.concatenate([kb[busy].view(np.uint8), key[n8:]]).astype(np.uint16)
+    code *= NUM_CLASSES
+    code += np.concatenate([pb[busy].view(np.uint8), pred[n8:]])
+    hist = np.bincount(code, minlength=(_IGNORED_KEY + 1) * NUM_CLASSES)[:_GROUPS * _GROUP]
+    hist[_FREE_KEY * NUM_CLASSES + FREE] += 8 * (kb.size - busy.size)
+    return hist.reshape(_GROUPS, NUM_CLASSES, NUM_CLASSES).astype(np.int64)
 
 
 def group_to_masks(groups: np.ndarray) -> np.ndarray:
-    """[..., 4, 19, 18] group histograms -> int64 [..., 3, 18, 18] for MASKS (camera, lidar, none).
-
-    The ignored-GT row is dropped, as Occ3D's ``hist_info`` drops GT outside 0..17.
-    """
-    g = np.asarray(groups)[..., :NUM_CLASSES, :]
+    """[..., 4, 18, 18] group counts -> int64 [..., 3, 18, 18] for MASKS (camera, lidar, none)."""
+    g = np.asarray(groups)
     cam = g[..., 1, :, :] + g[..., 3, :, :]
     lidar = g[..., 2, :, :] + g[..., 3, :, :]
     none = g.sum(-3)
@@ -121,7 +119,7 @@ def confusion_matrices(pred, gt, mask_camera=None, mask_lidar=None) -> np.ndarra
     Index 0 = within ``mask_camera``, 1 = within ``mask_lidar``, 2 = every voxel;
     ``hist[m, g, p]`` counts voxels with GT ``g`` predicted as ``p``.
     """
-    return group_to_masks(count_codes(voxel_codes(pred, gt, mask_camera, mask_lidar)))
+    return group_to_masks(group_hist(pred, gt, mask_camera, mask_lidar))
 
 
 def iou_from_hist(hist: np.ndarray) -> dict:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.constants import NUM_CLASSES
-from occ.evaluation.confusion import count_codes, group_to_masks, iou_from_hist, voxel_codes
+from occ.evaluation.confusion import group_hist, iou_from_hist
 
 KEYFRAME_DT = 0.5           # seconds between nuScenes keyframes (2 Hz)
 AVERAGE_AT = (1.0, 2.0, 3.0)  # seconds averaged in OccWorld's tables
@@ -48,7 +48,7 @@ def future_hists(pred_future, gt_future) -> np.ndarray:
         raise ValueError(f'future semantics must be [H, X, Y, Z], got {pred_future.shape} '
                          f'and {gt_future.shape}')
     h = min(len(pred_future), len(gt_future))
-    return np.stack([group_to_masks(count_codes(voxel_codes(pred_future[i], gt_future[i])))[2]
+    return np.stack([group_hist(pred_future[i], gt_future[i])[0]
                      for i in range(h)]) if h else np.zeros((0, NUM_CLASSES, NUM_CLASSES), np.int64)
 
 
