@@ -107,7 +107,7 @@ class RayCaster:
             g = torch.as_tensor(g if torch.is_tensor(g) else np.asarray(g), device=dev)
             if tuple(g.shape) != shape:
                 raise ValueError(f'label grid shape {tuple(g.shape)} != ray grid shape {shape}')
-            flats.append(g.reshape(-1).long())
+            flats.append(g.reshape(-1).to(torch.uint8 if g.dtype == torch.uint8 else torch.long))
         K, n = len(flats), self.num_rays
         vs = float(self.grid.voxel_size)
         o, d = self.o, self.d
@@ -124,46 +124,66 @@ class RayCaster:
         strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=dev)
         lin = (voxel * strides).sum(1)
         lin_step = step * strides                      # flat-index change per axis step
-
+        # One 1-D tensor per quantity and axis: elementwise ops on them beat gathers on [n, 3].
+        state = {'idx': torch.arange(n, device=dev), 'lin': lin,
+                 'tx': t_max[:, 0], 'ty': t_max[:, 1], 'tz': t_max[:, 2],
+                 'dx': t_delta[:, 0], 'dy': t_delta[:, 1], 'dz': t_delta[:, 2],
+                 'sx': lin_step[:, 0], 'sy': lin_step[:, 1], 'sz': lin_step[:, 2],
+                 'rx': remaining[:, 0], 'ry': remaining[:, 1], 'rz': remaining[:, 2]}
+        for k in range(K):
+            state[f'lab{k}'] = torch.full((n,), FREE, dtype=torch.long, device=dev)
+            state[f'dep{k}'] = torch.zeros(n, dtype=torch.float64, device=dev)
+            state[f'open{k}'] = torch.ones(n, dtype=torch.bool, device=dev)
         labels = torch.full((K, n), FREE, dtype=torch.long, device=dev)
         depths = torch.zeros((K, n), dtype=torch.float64, device=dev)
-        open_ = torch.ones(K, n, dtype=torch.bool, device=dev)
-        idx = torch.arange(n, device=dev)
-        axes = torch.arange(3, device=dev)
-        last = flats[0].numel() - 1 if K else 0
-        for _ in range(sum(shape) + 3):                # at most X + Y + Z boundary crossings
-            tx, ty, tz = t_max.unbind(1)
-            axis = torch.where((tx < ty) & (tx < tz), 0, torch.where(ty < tz, 1, 2))
-            exit_d = t_max.gather(1, axis[:, None])[:, 0]
-            leaving = remaining.gather(1, axis[:, None])[:, 0] == 1
+
+        def flush(done):
+            # Write the results of finished rays to the outputs.
+            where = state['idx'][done]
             for k in range(K):
-                lab = flats[k][lin.clamp(0, last)]
-                hit = open_[k] & (lab < FREE)
-                if hit.any():
-                    labels[k, idx[hit]] = lab[hit]
-                    depths[k, idx[hit]] = exit_d[hit] * vs
-                    open_[k] &= ~hit
-                # Still open and leaving the grid: no hit, depth = where it leaves.
-                gone = open_[k] & leaving
-                if gone.any():
-                    depths[k, idx[gone]] = exit_d[gone] * vs
-            keep = open_.any(0) & ~leaving
-            live = int(keep.sum())
-            if live == 0:
+                labels[k, where] = state[f'lab{k}'][done]
+                depths[k, where] = state[f'dep{k}'][done]
+
+        live, last = n, flats[0].numel() - 1 if K else 0
+        for _ in range(sum(shape) + 3):                # at most X + Y + Z boundary crossings
+            S = state
+            tx, ty, tz = S['tx'], S['ty'], S['tz']
+            ax = (tx < ty) & (tx < tz)
+            ay = ~ax & (ty < tz)
+            az = ~(ax | ay)
+            exit_d = torch.minimum(tx, torch.minimum(ty, tz)) * vs
+            leaving = (ax & (S['rx'] == 1)) | (ay & (S['ry'] == 1)) | (az & (S['rz'] == 1))
+            any_open = torch.zeros_like(ax)
+            lin_safe = S['lin'].clamp(0, last)         # rays already out are masked below
+            for k in range(K):
+                lab = flats[k].take(lin_safe)
+                op = S[f'open{k}']
+                hit = op & (lab < FREE)
+                S[f'lab{k}'] = torch.where(hit, lab.long(), S[f'lab{k}'])
+                # hit: depth where it leaves the hit voxel; no hit and leaving: where it leaves the grid
+                S[f'dep{k}'] = torch.where(hit | (op & leaving), exit_d, S[f'dep{k}'])
+                op = op & ~hit & ~leaving
+                S[f'open{k}'] = op
+                any_open = any_open | op
+            live_now = int(any_open.sum())
+            if live_now == 0:
+                flush(slice(None))
                 break
-            if live < 0.75 * keep.numel():
+            if live_now < 0.75 * live:
                 # Compact only when enough rays finished: indexing costs more than stepping.
-                sel = keep.nonzero()[:, 0]
-                idx, lin, t_max, t_delta, lin_step, axis, remaining = (
-                    x.index_select(0, sel)
-                    for x in (idx, lin, t_max, t_delta, lin_step, axis, remaining))
-                open_ = open_.index_select(1, sel)
-            else:
-                open_ &= keep[None]
-            onehot = axis[:, None] == axes[None]
-            lin = lin + lin_step.gather(1, axis[:, None])[:, 0]
-            t_max = t_max + torch.where(onehot, t_delta, 0.0)
-            remaining = remaining - onehot.long()
+                flush(~any_open)
+                sel = any_open.nonzero()[:, 0]
+                for key in list(S):
+                    S[key] = S[key].index_select(0, sel)
+                ax, ay, az = ax[sel], ay[sel], az[sel]
+                live = live_now
+            S['tx'] = torch.where(ax, S['tx'] + S['dx'], S['tx'])
+            S['ty'] = torch.where(ay, S['ty'] + S['dy'], S['ty'])
+            S['tz'] = torch.where(az, S['tz'] + S['dz'], S['tz'])
+            S['rx'] = S['rx'] - ax.long()
+            S['ry'] = S['ry'] - ay.long()
+            S['rz'] = S['rz'] - az.long()
+            S['lin'] = S['lin'] + torch.where(ax, S['sx'], torch.where(ay, S['sy'], S['sz']))
         return [(labels[k], depths[k]) for k in range(K)]
 
 
