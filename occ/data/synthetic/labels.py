@@ -1,10 +1,11 @@
 """Occ3D-style labels: semantic voxels of the world around the ego, and visibility masks.
 
 Semantics mimic how Occ3D labels arise from accumulated LiDAR: a voxel is
-occupied when a surface passes through it. Solid interiors (the inside of a
-building or a car body, the soil under the road) are never sensed, so they
-are free (17), except foliage, which LiDAR penetrates. The ground is the
-plane z = 0 of the ego frame, labelled in the voxel layer that contains it.
+occupied when a surface passes through it, i.e. it intersects a solid without
+lying wholly inside one. Solid interiors (the inside of a building, the soil
+under the road) are never sensed, so they are free (17), except foliage,
+which LiDAR penetrates. The ground is the plane z = 0 of the ego frame,
+labelled in the voxel layer that contains it.
 
 Visibility follows Occ3D: a ray marks every voxel it traverses up to and
 including the first occupied voxel; rays that leave the grid without a hit
@@ -18,7 +19,7 @@ import numpy as np
 from occ.constants import FREE
 from occ.grid import OccGrid
 
-from .primitives import BOX, CYLINDER, Primitives
+from .primitives import BOX, CYLINDER, Primitives, contains
 
 VEGETATION = 16
 # Which class wins a voxel several solids share: objects over stuff (higher wins).
@@ -33,15 +34,16 @@ def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
         ground_class: callable (x [M], y [M]) in the ego frame -> uint8 [M] class of the ground.
         grid: the occupancy grid.
     A voxel belongs to a primitive when the two intersect (exactly for boxes
-    and cylinders, by the primitive grown by half a voxel for ellipsoids).
+    and cylinders; for ellipsoids, when the voxel centre lies in the ellipsoid grown by half a
+    voxel diagonal, a slight over-estimate).
     """
     shape = grid.shape
     v = grid.voxel_size
     lo = grid.lower
     code = np.zeros(int(np.prod(shape)), np.int64)
+    interior = np.zeros(int(np.prod(shape)), bool)
     # Ground layer: the voxels whose z range contains the plane z = 0.
     kg = int(np.floor((0.0 - lo[2]) / v))
-    solid_below = np.zeros(shape, bool)
     if 0 <= kg < shape[2]:
         xs = lo[0] + (np.arange(shape[0]) + 0.5) * v
         ys = lo[1] + (np.arange(shape[1]) + 0.5) * v
@@ -49,14 +51,17 @@ def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
         gcls = np.asarray(ground_class(gx.ravel(), gy.ravel()), np.int64).reshape(shape[:2])
         flat = (np.arange(shape[0])[:, None] * shape[1] + np.arange(shape[1])[None]) * shape[2] + kg
         code[flat.ravel()] = gcls.ravel() + 1
-        solid_below[:, :, :kg] = True
     if len(prims):
-        _splat(prims, grid, code)
-    cls = np.where(code > 0, code % 1024 - 1, FREE).astype(np.uint8).reshape(shape)
-    return _hollow(cls, solid_below)
+        _splat(prims, grid, code, interior)
+    cls = np.where(code > 0, code % 1024 - 1, FREE).astype(np.uint8)
+    # Solid interiors hold no surface a sensor could return from: free, except porous foliage.
+    cls[interior & (cls != VEGETATION)] = FREE
+    return cls.reshape(shape)
 
 
-def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray):
+def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray, interior: np.ndarray):
+    """Mark voxels intersecting primitives in ``code`` (class with priority) and voxels lying wholly
+    inside one primitive (their part above the ground, the soil below being solid too) in ``interior``."""
     shape = np.array(grid.shape)
     v = grid.voxel_size
     lo = grid.lower
@@ -84,7 +89,7 @@ def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray):
     cp, sp = c[pid], s[pid]
     h = half[pid]
     hv = v / 2
-    z_ok = np.abs(q[:, 2]) <= h[:, 2] + hv
+    z_ok = (np.abs(q[:, 2]) <= h[:, 2] + hv) & (ctr[:, 2] + hv > 0)   # solids stand on the ground
     kind = prims.kind[pid]
     # Boxes: separating axes of two rectangles in x-y (voxel axes and box axes) plus z.
     lx = cp * q[:, 0] + sp * q[:, 1]
@@ -96,28 +101,27 @@ def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray):
     dx = np.maximum(np.abs(q[:, 0]) - hv, 0)
     dy = np.maximum(np.abs(q[:, 1]) - hv, 0)
     cyl = dx * dx + dy * dy <= h[:, 0] ** 2
-    # Ellipsoids: centre inside the ellipsoid grown by half a voxel.
+    # Ellipsoids: centre inside the ellipsoid grown by half a voxel diagonal (conservative).
     lz = q[:, 2]
-    g = h + hv
+    g = h + hv * np.sqrt(3)
     ell = (lx / g[:, 0]) ** 2 + (ly / g[:, 1]) ** 2 + (lz / g[:, 2]) ** 2 <= 1
     inside = z_ok & np.where(kind == BOX, box, np.where(kind == CYLINDER, cyl, ell))
     cls = prims.cls[pid[inside]].astype(np.int64)
     flat = np.ravel_multi_index(idx[inside].T, tuple(shape))
+    # Wholly inside: all 8 corners of the voxel's above-ground part are inside the primitive (convex).
+    sel_in = np.nonzero(inside)[0]
+    c_lo = ctr[sel_in] - hv
+    z0 = np.maximum(c_lo[:, 2], 0.0)
+    z1 = c_lo[:, 2] + v
+    whole = z1 > z0
+    for cx in (0.0, v):
+        for cy in (0.0, v):
+            for zz in (z0, z1):
+                corner = np.stack([c_lo[:, 0] + cx, c_lo[:, 1] + cy, zz], 1)
+                whole &= contains(prims, pid[sel_in], corner, pad=1e-6)
+    interior[flat[whole]] = True
     # code = priority * 1024 + cls + 1; ground codes (cls + 1 < 32) lose to every solid.
     np.maximum.at(code, flat, _PRIORITY[cls] * 1024 + cls + 1)
-
-
-def _hollow(cls: np.ndarray, solid_below: np.ndarray) -> np.ndarray:
-    """Free the unobservable interior: occupied voxels whose 6 neighbours are all solid."""
-    solid = (cls != FREE) | solid_below
-    p = np.pad(solid, 1, mode='edge')
-    inner = solid.copy()
-    for ax in range(3):
-        for sh in (-1, 1):
-            inner &= np.roll(p, sh, axis=ax)[1:-1, 1:-1, 1:-1]
-    out = cls.copy()
-    out[inner & (cls != VEGETATION)] = FREE
-    return out
 
 
 def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray,

@@ -374,7 +374,8 @@ def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
             if roll < 0.55:
                 _tree(rng, b, x, y)
             elif roll < 0.8:
-                b.ellipsoid(x, y, 0.5, rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rng.uniform(0.5, 0.9),
+                rz = rng.uniform(0.5, 0.9)
+                b.ellipsoid(x, y, rz, rng.uniform(0.6, 1.4), rng.uniform(0.6, 1.4), rz,
                             cls=VEGETATION, albedo=(0.16, 0.34, 0.12), tex=TEX_FOLIAGE)
             elif roll < 0.9:
                 _bench_or_box(rng, b, x, y, rng.uniform(0, np.pi))
