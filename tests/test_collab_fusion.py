@@ -254,3 +254,18 @@ def test_latency_is_keyed_by_scene_agent_and_frame():
         batch.update(scene_token=[scene], frame_idx=torch.tensor([frame]))
         outs.append(m(bev, batch, nbs)[0])
     assert torch.equal(outs[0], bev) and torch.equal(outs[1], bev) and not torch.equal(outs[2], bev)
+
+
+def test_bucketed_neighbour_search_finds_the_same_tokens_in_reach():
+    from occ.models.collab.attention import knn_bucketed, knn_exhaustive
+    g = torch.Generator().manual_seed(5)
+    qpos = bev_cell_centres(30, 30, (-12, -12, 12, 12))
+    tpos = torch.cat([torch.rand(300, 2, generator=g) * 30 - 15, torch.rand(40, 2, generator=g) * 2])  # a dense clump
+    reach = 0.5 + torch.rand(340, generator=g) * 1.5
+    for k in (4, 12):
+        ie, de = knn_exhaustive(qpos, tpos, k)
+        ib, db = knn_bucketed(qpos, tpos, k, float(reach.max()))
+        for q in range(qpos.shape[0]):
+            exh = {int(i) for i, d in zip(ie[q], de[q]) if d <= reach[i]}
+            buc = {int(i) for i, d in zip(ib[q], db[q]) if d <= reach[i]}
+            assert exh == buc, q

@@ -20,12 +20,28 @@ _BLOCK = 1 << 22  # distance-matrix entries per block (16 MB of float32)
 def knn_within(query_pos: torch.Tensor, tok_pos: torch.Tensor, k: int, reach):
     """k nearest tokens of each query, and which of them are within reach.
 
+    Exhaustive for small problems; otherwise tokens are bucketed on a grid of the largest
+    reach and each query only looks at its 3 x 3 buckets, which hold every token that can
+    reach it (so the valid neighbours are the same, up to ties in distance).
+
     Args:
         query_pos: [Q, 2]; tok_pos: [n, 2] (n >= 1).
         reach: metres, a float or a per-token tensor [n] (a merged token reaches farther).
     Returns:
-        idx [Q, k'] long, dist [Q, k'], valid [Q, k'] bool with k' = min(k, n).
+        idx [Q, k'] long, dist [Q, k'] (inf for empty slots), valid [Q, k'] bool.
     """
+    n = tok_pos.shape[0]
+    r_max = float(reach.max()) if torch.is_tensor(reach) else float(reach)
+    if query_pos.shape[0] * n <= _BLOCK or not math.isfinite(r_max) or r_max <= 0:
+        idx, dist = knn_exhaustive(query_pos, tok_pos, k)
+    else:
+        idx, dist = knn_bucketed(query_pos, tok_pos, k, r_max)
+    reach = reach[idx] if torch.is_tensor(reach) else reach
+    return idx, dist, dist <= reach
+
+
+def knn_exhaustive(query_pos: torch.Tensor, tok_pos: torch.Tensor, k: int):
+    """k nearest tokens by brute force, in blocks: idx [Q, min(k, n)], dist [Q, min(k, n)]."""
     n = tok_pos.shape[0]
     k = min(k, n)
     chunk = max(1, _BLOCK // n)
@@ -35,9 +51,41 @@ def knn_within(query_pos: torch.Tensor, tok_pos: torch.Tensor, k: int, reach):
         dd, ii = torch.topk(d, k, dim=1, largest=False, sorted=True)
         idx.append(ii)
         dist.append(dd)
-    idx, dist = torch.cat(idx), torch.cat(dist)
-    reach = reach[idx] if torch.is_tensor(reach) else reach
-    return idx, dist, dist <= reach
+    return torch.cat(idx), torch.cat(dist)
+
+
+def knn_bucketed(query_pos: torch.Tensor, tok_pos: torch.Tensor, k: int, cell: float):
+    """k nearest among the tokens in each query's 3 x 3 buckets of side ``cell``.
+
+    Returns idx [Q, k'] and dist [Q, k'] (inf where a query has fewer candidates).
+    """
+    qp, tp = query_pos.float(), tok_pos.float()
+    lo = torch.minimum(qp.min(0).values, tp.min(0).values) - cell
+    tb = torch.floor((tp - lo) / cell).long()
+    qb = torch.floor((qp - lo) / cell).long()
+    ny = int(max(tb[:, 1].max(), qb[:, 1].max())) + 2
+    nx = int(max(tb[:, 0].max(), qb[:, 0].max())) + 2
+    key = tb[:, 0] * ny + tb[:, 1]
+    order = torch.argsort(key, stable=True)
+    counts = torch.bincount(key, minlength=nx * ny)
+    starts = torch.cumsum(counts, 0) - counts
+    off = torch.tensor([(dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1)], device=qb.device)
+    m = int(counts.max())
+    slot = torch.arange(m, device=qb.device)
+    k = min(k, 9 * m)
+    chunk = max(1, _BLOCK // (9 * m))
+    idx, dist = [], []
+    for s in range(0, qp.shape[0], chunk):
+        nb = qb[s:s + chunk].unsqueeze(1) + off                       # [q, 9, 2], inside by the margin
+        nkey = nb[..., 0] * ny + nb[..., 1]
+        cand = starts[nkey].unsqueeze(-1) + slot                      # [q, 9, m]
+        ok = (slot < counts[nkey].unsqueeze(-1)).flatten(1)
+        cand = order[cand.clamp(max=order.numel() - 1)].flatten(1)    # token indices [q, 9m]
+        d = (tp[cand] - qp[s:s + chunk].unsqueeze(1)).norm(dim=-1).masked_fill(~ok, float('inf'))
+        dd, j = torch.topk(d, k, dim=1, largest=False, sorted=True)
+        idx.append(cand.gather(1, j))
+        dist.append(dd)
+    return torch.cat(idx), torch.cat(dist)
 
 
 class LocalTokenAttention(nn.Module):
