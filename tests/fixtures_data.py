@@ -15,9 +15,10 @@ import pytest
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 sys.path.insert(0, os.path.join(REPO, 'tools'))
 
-# 2 scenes x 6 keyframes, small images: enough for history/future/splits, seconds to build.
-TINY = dict(scenes=2, frames=6, seed=0, image_size=(90, 160), agents=None)
-TINY_COOP = dict(scenes=1, frames=4, seed=1, image_size=(90, 160), agents=2)
+# One town, 2 keyframes, 2 connected vehicles (one scene each), small images: covers the
+# geometry and cooperative tests; ~25 s of CPU to build, so the tests using it are marked slow.
+# Mechanics (history, future, errors) use the hand-written micro world below instead.
+TINY = dict(scenes=1, frames=2, seed=0, image_size=(90, 160), agents=2)
 _CACHE: dict = {}
 
 
@@ -45,14 +46,8 @@ def _world(tmp_path_factory, key: str, spec: dict) -> str:
 
 @pytest.fixture(scope='session')
 def tiny_world(tmp_path_factory) -> str:
-    """Root of a 2-scene x 6-frame synthetic world with occ_infos_{train,val}.pkl."""
+    """Root of a 1-town, 2-keyframe, 2-agent synthetic world with occ_infos_{train,val}.pkl."""
     return _world(tmp_path_factory, 'tiny_world', TINY)
-
-
-@pytest.fixture(scope='session')
-def tiny_coop_world(tmp_path_factory) -> str:
-    """Root of a cooperative synthetic world (2 agents) with info files."""
-    return _world(tmp_path_factory, 'tiny_coop_world', TINY_COOP)
 
 
 # --- a micro nuScenes root written directly (no generator): fast tests of the mechanics ---------

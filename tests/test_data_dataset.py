@@ -27,32 +27,36 @@ def _ds(root, split='train', **kw):
     return OccDataset(os.path.join(root, f'occ_infos_{split}.pkl'), data_root=root, **kw)
 
 
-def semantic_hits(root, ds, item, info):
+def semantic_hits(root, ds, item, info, label2ego=None, frame=None, cam_info=None):
     """Share of visible labelled voxels whose projection lands on a pixel of the same class.
 
     Uses only the dataset's outputs (augmented labels, bev_aug, cam2ego, intrinsics,
     img_aug) plus the raw semantics2d images warped by the same pixel map.
+    ``label2ego`` maps the label frame into the cameras' ego frame (default
+    ``inv(bev_aug)``); ``frame`` / ``cam_info`` select another vehicle's cameras.
     """
-    grid = ds.grid
+    frame = item if frame is None else frame
+    cam_info = info if cam_info is None else cam_info
     sem = item['voxel_semantics'].numpy()
     vis = item['mask_camera'].numpy().astype(bool) & (sem != FREE) & (sem != IGNORE_INDEX)
-    centers = grid.centers()[vis].astype(np.float64)
+    centers = ds.grid.centers()[vis].astype(np.float64)
     cls = sem[vis]
-    bev_aug = item['bev_aug'].numpy().astype(np.float64)
+    if label2ego is None:
+        label2ego = np.linalg.inv(item['bev_aug'].numpy().astype(np.float64))
     hits, total = 0, 0
     for n, cam in enumerate(CAMERA_NAMES):
-        c = info['cams'][cam]
+        c = cam_info['cams'][cam]
         stem = os.path.splitext(os.path.basename(c['data_path']))[0]
         s2d = cv2.imread(os.path.join(root, 'semantics2d', cam, stem + '.png'), cv2.IMREAD_UNCHANGED)
-        a4 = item['img_aug'][n].numpy().astype(np.float64)
+        a4 = frame['img_aug'][n].numpy().astype(np.float64)
         a3 = np.array([[a4[0, 0], a4[0, 1], a4[0, 3]], [a4[1, 0], a4[1, 1], a4[1, 3]], [0, 0, 1]])
         full = a3 @ base_image_transform((c['height'], c['width']), IMG)
         s2d = warp_image(s2d, full, IMG, nearest=True)
         valid_px = warp_image(np.ones_like(s2d), full, IMG, nearest=True).astype(bool)
-        ego2cam = np.linalg.inv(bev_aug @ item['cam2ego'][n].numpy().astype(np.float64))
-        x = centers @ ego2cam[:3, :3].T + ego2cam[:3, 3]
+        label2cam = np.linalg.inv(frame['cam2ego'][n].numpy().astype(np.float64)) @ label2ego
+        x = centers @ label2cam[:3, :3].T + label2cam[:3, 3]
         front = x[:, 2] > 0.5
-        k = item['intrinsics'][n].numpy().astype(np.float64)
+        k = frame['intrinsics'][n].numpy().astype(np.float64)
         uvw = x[front] @ k.T
         uv = uvw[:, :2] / uvw[:, 2:]
         uv = uv @ a3[:2, :2].T + a3[:2, 2]
@@ -65,6 +69,7 @@ def semantic_hits(root, ds, item, info):
     return hits / max(total, 1), total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('mode', ['plain', 'img_aug', 'bev_aug', 'both'])
 def test_visible_voxels_project_onto_their_class(tiny_world, mode):
     aug = {'plain': None, 'img_aug': dict(img=AUG['img']), 'bev_aug': dict(bev=AUG['bev']), 'both': AUG}[mode]
@@ -80,6 +85,7 @@ def test_visible_voxels_project_onto_their_class(tiny_world, mode):
     assert share > 0.7, (mode, share, total)
 
 
+@pytest.mark.slow
 def test_wrong_geometry_is_detected(tiny_world):
     """The geometry test has teeth: ignoring bev_aug breaks the agreement."""
     ds = _ds(tiny_world, aug=dict(bev=dict(rot=(90.0, 90.0), flip_x=0.0, flip_y=0.0)))
@@ -138,6 +144,7 @@ def test_history_stride(micro_world):
     np.testing.assert_array_equal(item['history']['ego2global'][0].numpy(), ds.infos[0]['ego2global'])
 
 
+@pytest.mark.slow
 def test_lidar_depth_agrees_with_dense_depth(tiny_world):
     ds_l = _ds(tiny_world, load_depth=True, depth_source='lidar', aug=AUG, seed=5)
     ds_d = _ds(tiny_world, load_depth=True, depth_source='dense', aug=AUG, seed=5)
@@ -165,12 +172,42 @@ def test_augmentation_is_a_function_of_seed_epoch_index(micro_world):
     assert torch.equal(t['bev_aug'], torch.eye(4)) and torch.equal(t['img_aug'][0], torch.eye(4))
 
 
+@pytest.mark.slow
 def test_registry_build_and_coarse_grid(tiny_world):
-    ds = DATASETS.build(dict(type='OccDataset', info_file=os.path.join(tiny_world, 'occ_infos_val.pkl'),
+    ds = DATASETS.build(dict(type='OccDataset', info_file=os.path.join(tiny_world, 'occ_infos_train.pkl'),
                              data_root=tiny_world, img_size=IMG, grid_voxel=0.8, test_mode=True))
     item = ds[0]
     assert item['voxel_semantics'].shape == (100, 100, 8)
     assert (item['voxel_semantics'] != FREE).any()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('aug', [None, AUG])
+def test_neighbors_see_the_same_world(tiny_world, aug):
+    """Neighbour inputs are another vehicle's: its cameras, through its own pose, see the ego's labels."""
+    ds = _ds(tiny_world, load_neighbors=True, aug=aug, seed=2)
+    assert ds.max_neighbors == 1
+    i = next(n for n, inf in enumerate(ds.infos) if inf['agent_id'] == 0 and inf['frame_idx'] == 1)
+    item = ds[i]
+    nb = item['neighbors']
+    info = ds.infos[i]
+    other = ds.infos[ds._by_token[info['neighbors'][0]['token']]]
+    assert other['timestamp'] == info['timestamp'] and other['agent_id'] == 1
+    assert nb['valid'].tolist() == [True] and nb['agent_id'].tolist() == [1]
+    assert nb['imgs'].shape == (1, len(CAMERA_NAMES), 3) + IMG and nb['bev_aug'].shape == (1, 4, 4)
+    np.testing.assert_array_equal(nb['ego2global'][0].numpy(), other['ego2global'])
+    e_ego = item['ego2global'].numpy().astype(np.float64)
+    e_nb = nb['ego2global'][0].numpy().astype(np.float64)
+    bev = item['bev_aug'].numpy().astype(np.float64)
+    # ego's augmented label frame -> neighbour ego frame
+    label2nb = np.linalg.inv(e_nb) @ e_ego @ np.linalg.inv(bev)
+    frame = {k: nb[k][0] for k in ('img_aug', 'cam2ego', 'intrinsics')}
+    good, total = semantic_hits(tiny_world, ds, item, info, label2nb, frame, other)
+    bad, _ = semantic_hits(tiny_world, ds, item, info, np.linalg.inv(bev), frame, other)
+    assert total > 100 and good > 0.6 and bad < good - 0.15, (good, bad, total)
+    b = occ_collate([item, item])
+    assert b['neighbors']['imgs'].shape == (2, 1, len(CAMERA_NAMES), 3) + IMG
+    assert b['neighbors']['valid'].shape == (2, 1)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ def _nusc(root):
     return NuScenes(version=detect_version(root), dataroot=root, verbose=False)
 
 
+@pytest.mark.slow
 def test_counts_match_devkit(tiny_world):
     nusc = _nusc(tiny_world)
     train = load_infos(os.path.join(tiny_world, 'occ_infos_train.pkl'))
@@ -32,9 +33,18 @@ def test_counts_match_devkit(tiny_world):
     assert md['splits_from'] == 'splits.json' and md['has_occ'] is True
     assert md['grid']['voxel_size'] == pytest.approx(0.4)
     assert md['dataroot'] == os.path.abspath(tiny_world)
+    # Cooperative world: every sample knows its agent and the other agent's sample at the same time.
+    with open(os.path.join(tiny_world, 'cooperative.json')) as f:
+        coop = json.load(f)['samples']
+    by_token = {i['token']: i for i in train['infos'] + val['infos']}
+    for tok, i in by_token.items():
+        assert i['agent_id'] == coop[tok]['agent_id']
+        assert [n['token'] for n in i['neighbors']] == [n['token'] for n in coop[tok]['neighbors']]
+        for n in i['neighbors']:
+            assert by_token[n['token']]['timestamp'] == i['timestamp']
 
 
-@pytest.mark.parametrize('world', ['micro_world', 'tiny_world'])
+@pytest.mark.parametrize('world', ['micro_world', pytest.param('tiny_world', marks=pytest.mark.slow)])
 def test_records_are_ordered_and_consistent(world, request):
     root = request.getfixturevalue(world)
     infos = load_infos(os.path.join(root, 'occ_infos_train.pkl'))['infos']

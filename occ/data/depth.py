@@ -71,12 +71,14 @@ def dense_depth_path(data_root: str, cam_data_path: str) -> str:
 
 
 def load_dense_depth(path: str, full: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """uint16 millimetre depth PNG (0 = none), warped by the 3x3 pixel map ``full`` -> float32 [H, W] metres."""
+    """uint16 millimetre z-depth PNG (0 = none, 65535 = saturated, treated as none), warped by the 3x3 pixel map ``full`` -> float32 [H, W] metres."""
     if not os.path.isfile(path):
         raise OccFileError(f'{path}: dense depth image not found')
     d = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if d is None or d.ndim != 2 or d.dtype != np.uint16:
         raise OccFileError(f'{path}: not a single-channel uint16 depth PNG '
                            f'({None if d is None else (d.shape, d.dtype)})')
+    # 65535 means "this far or farther": a bound, not a measurement.
+    d = np.where(d == np.iinfo(np.uint16).max, 0, d).astype(np.uint16)
     # Nearest keeps object edges sharp: interpolating depth across an edge invents surfaces.
     return warp_image(d, full, hw, nearest=True).astype(np.float32) / 1000.0

@@ -170,11 +170,25 @@ def label_grid(root: str, infos: list[dict]) -> dict:
 
 
 def read_cooperative(root: str) -> dict | None:
-    """``cooperative.json`` (cooperative synthetic worlds) -> sample token -> (agent_id, [neighbour dicts])."""
+    """``cooperative.json`` of a connected-vehicle world -> sample token -> (agent_id, neighbours).
+
+    Format (data/README.md): ``{'agents': K, 'worlds': [[scene names]], 'samples':
+    {token: {'agent_id': int, 'neighbors': [{'agent_id': int, 'token': str}, ...], ...}}}``.
+    None when the root has no such file.
+    """
     path = os.path.join(root, 'cooperative.json')
     if not os.path.isfile(path):
         return None
-    raise OccFileError(f'{path}: cooperative format not supported yet')
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        out = {}
+        for tok, rec in data['samples'].items():
+            nbs = [{'agent_id': int(n['agent_id']), 'token': str(n['token'])} for n in rec['neighbors']]
+            out[tok] = (int(rec['agent_id']), nbs)
+        return out
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise OccFileError(f'{path}: cannot read the cooperative sample groups ({type(e).__name__}: {e})') from e
 
 
 def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = False,
