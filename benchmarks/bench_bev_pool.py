@@ -90,13 +90,15 @@ def make_inputs(case, batch=1, seed=0):
 
 
 def timeit(fn, repeat):
-    fn()  # warm-up
-    ts = []
+    """(min wall seconds, min CPU seconds) over ``repeat`` runs after one warm-up."""
+    fn()
+    ts, cs = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
-    return min(ts)
+        cs.append(time.process_time() - c)
+    return min(ts), min(cs)
 
 
 def run(case, repeat, backward):
@@ -121,7 +123,8 @@ def run(case, repeat, backward):
         t_ours = timeit(lambda: bev_pool(depth, feats, plan), repeat)
     B, N, D, h, w = depth.shape
     return dict(case=case, points=B * N * D * h * w, D=D, C=feats.shape[-1], grid='x'.join(map(str, grid)),
-                base_ms=1e3 * t_base, ours_ms=1e3 * t_ours, plan_ms=1e3 * t_plan, speedup=t_base / t_ours)
+                base_ms=1e3 * t_base[0], ours_ms=1e3 * t_ours[0], plan_ms=1e3 * t_plan,
+                speedup=t_base[0] / t_ours[0], speedup_cpu=t_base[1] / t_ours[1])
 
 
 def main():
@@ -132,14 +135,17 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f'torch {torch.__version__}, {args.threads} threads, min of {args.repeat} runs')
-    print('| case | points (N·D·h·w) | D | C | grid | pass | LSS cumsum (ms) | occ bev_pool (ms) | speed-up | plan build, once (ms) |')
-    print('|---|---|---|---|---|---|---|---|---|---|')
+    print('| case | points (N·D·h·w) | D | C | grid | pass | LSS cumsum (ms) | occ bev_pool (ms) | speed-up (wall) '
+          '| speed-up (CPU time) | plan build, once (ms) |')
+    print('|---|---|---|---|---|---|---|---|---|---|---|')
     for case in args.cases:
+        if case not in CASES:
+            sys.exit(f'unknown case {case!r}; choose from {sorted(CASES)}')
         for backward in (False, True):
             r = run(case, args.repeat, backward)
             print(f"| {r['case']} | {r['points']:,} | {r['D']} | {r['C']} | {r['grid']} | "
                   f"{'fwd+bwd' if backward else 'fwd'} | {r['base_ms']:.1f} | {r['ours_ms']:.1f} | "
-                  f"{r['speedup']:.1f}x | {r['plan_ms']:.1f} |")
+                  f"{r['speedup']:.1f}x | {r['speedup_cpu']:.1f}x | {r['plan_ms']:.1f} |", flush=True)
 
 
 if __name__ == '__main__':

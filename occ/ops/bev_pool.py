@@ -44,7 +44,8 @@ class BEVPoolPlan:
     Attributes:
         ranks_depth: long [P], flat index of each point into ``depth`` [B*N*D*h*w].
         slot: long [P], index of the (cell, pixel) non-zero each point adds to.
-        crow, col: CSR structure of ``M`` [num_rows, num_pixels] (``col`` [nnz] = pixel).
+        crow, col: CSR structure of ``M`` [num_rows, num_pixels] (``col`` [nnz] = pixel;
+            int32 when the sizes allow, as sparse kernels want).
         row: long [nnz], row (cell) of each non-zero.
         crow_t, col_t, perm_t: CSR structure of ``M^T`` and the permutation
             taking non-zeros of ``M`` (row-major) to those of ``M^T``.
@@ -84,6 +85,13 @@ def _csr(crow, col, values, shape):
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Sparse CSR tensor support is in beta')
         return torch.sparse_csr_tensor(crow, col, values, shape, check_invariants=False)
+
+
+def _csr_matmul(m: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
+    # addmm into a fresh buffer is several times faster on CPU than
+    # torch.sparse.mm, which adds layout copies around the same kernel
+    out = dense.new_zeros(m.shape[0], dense.shape[1])
+    return torch.addmm(out, m, dense, beta=0)
 
 
 def _crow_from_sorted_rows(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
@@ -136,8 +144,12 @@ def build_bev_pool_plan(geom: torch.Tensor, pc_range: Sequence[float], grid_shap
     # transpose: order the non-zeros by (pixel, row)
     perm_t = torch.argsort(nz_col * num_rows + nz_row)
     crow_t = _crow_from_sorted_rows(nz_col[perm_t], num_pixels)
+    col_t = nz_row[perm_t]
+    # sparse kernels (MKL, cuSPARSE) take 32-bit indices; giving them int64 costs conversions per call
+    if max(num_rows, num_pixels, nz_col.numel()) < 2 ** 31 - 1:
+        crow, nz_col, crow_t, col_t = crow.int(), nz_col.int(), crow_t.int(), col_t.int()
     return BEVPoolPlan(ranks_depth=ranks_depth, slot=slot, crow=crow, col=nz_col, row=nz_row,
-                       crow_t=crow_t, col_t=nz_row[perm_t], perm_t=perm_t,
+                       crow_t=crow_t, col_t=col_t, perm_t=perm_t,
                        out_shape=(B, zo, X, Y), depth_shape=(B, N, D, h, w), collapse_z=collapse_z)
 
 
@@ -149,7 +161,7 @@ class _CSRMatmul(torch.autograd.Function):
         ctx.plan = plan
         ctx.save_for_backward(values, feats)
         m = _csr(plan.crow, plan.col, values, (plan.num_rows, plan.num_pixels))
-        return torch.sparse.mm(m, feats)
+        return _csr_matmul(m, feats)
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -163,7 +175,7 @@ class _CSRMatmul(torch.autograd.Function):
             grad_values = torch.sparse.sampled_addmm(pattern, grad_out, feats.t().contiguous()).values()
         if ctx.needs_input_grad[1]:
             mt = _csr(plan.crow_t, plan.col_t, values[plan.perm_t], (plan.num_pixels, plan.num_rows))
-            grad_feats = torch.sparse.mm(mt, grad_out)
+            grad_feats = _csr_matmul(mt, grad_out)
         return grad_values, grad_feats, None
 
 
@@ -178,7 +190,9 @@ def bev_pool(depth: torch.Tensor, feats: torch.Tensor, plan: BEVPoolPlan,
         method: 'spmm' (CSR matmul, default) or 'index_add' (gather + index_add_).
 
     Returns:
-        float [B, C, X, Y] if the plan collapses z, else [B, C, Z, X, Y].
+        float [B, C, X, Y] if the plan collapses z, else [B, C, Z, X, Y], in
+        channels-last memory format (the pooled rows are cell-major; convs take
+        channels-last directly, so no transpose copy is made).
     """
     if tuple(depth.shape) != tuple(plan.depth_shape):
         raise ValueError(f'depth shape {tuple(depth.shape)} does not match the plan {plan.depth_shape}')
@@ -196,15 +210,14 @@ def bev_pool(depth: torch.Tensor, feats: torch.Tensor, plan: BEVPoolPlan,
             out = _CSRMatmul.apply(values, flat_feats.contiguous(), plan)
     elif method == 'index_add':
         point_w = flat_depth[plan.ranks_depth]                         # [P]
-        point_f = flat_feats[plan.col[plan.slot]] * point_w[:, None]   # [P, C]
+        point_f = flat_feats[plan.col.long()[plan.slot]] * point_w[:, None]   # [P, C]
         out = flat_feats.new_zeros(plan.num_rows, C).index_add(0, plan.row[plan.slot], point_f)
     else:
         raise ValueError(f"unknown bev_pool method {method!r}; use 'spmm' or 'index_add'")
     _, zo, X, Y = plan.out_shape
-    out = out.view(B, zo, X, Y, C)
     if plan.collapse_z:
-        return out[:, 0].permute(0, 3, 1, 2).contiguous()
-    return out.permute(0, 4, 1, 2, 3).contiguous()
+        return out.view(B, X, Y, C).permute(0, 3, 1, 2)
+    return out.view(B, zo, X, Y, C).permute(0, 4, 1, 2, 3)
 
 
 class BEVPoolPlanCache:

@@ -73,7 +73,9 @@ def benchmark_model(model: torch.nn.Module, batch: dict, repeat: int = 3, warmup
                     backward: bool = True) -> dict:
     """Time forward (predict-style, no grad) and forward+backward (loss mode) on one batch.
 
-    Returns seconds per frame (batch size divides the step time), the peak RSS
+    Returns wall seconds per frame (batch size divides the step time), CPU
+    seconds per frame (process time summed over threads: on a machine shared
+    with other jobs it is far steadier than wall time), the peak RSS
     of the process (CPU; includes everything allocated so far), and on CUDA
     the peak allocated GPU memory.
     """
@@ -104,14 +106,16 @@ def benchmark_model(model: torch.nn.Module, batch: dict, repeat: int = 3, warmup
         model.train(train)
         for _ in range(warmup):
             fn()
-        ts = []
+        ts, cpu = [], []
         for _ in range(repeat):
             sync()
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             fn()
             sync()
             ts.append(time.perf_counter() - t)
+            cpu.append(time.process_time() - c)
         result[f'{name}_s_per_frame'] = min(ts) / B
+        result[f'{name}_cpu_s_per_frame'] = min(cpu) / B
         gc.collect()
     result['peak_rss_mb'] = peak_rss_mb()
     if cuda:

@@ -12,5 +12,5 @@ model = dict(
     view_transform=dict(in_channels=256, out_channels=_r50_channels, mid_channels=256,
                         depth_bins=(1.0, 60.0, 1.0), voxel_size=0.4),
     head=dict(in_channels=_r50_channels, mid_channels=256, num_z=16, hidden_channels=512,
-              encoder=dict(num_blocks=2, num_down_blocks=2, down_channels=2 * _r50_channels * 2, fuse_kernel=3)),
+              encoder=dict(num_blocks=2, num_down_blocks=2, down_channels=2 * _r50_channels, fuse_kernel=3)),
 )

@@ -105,7 +105,8 @@ class LiftSplat(nn.Module):
         plan = self.get_plan(batch, (H, W), (h, w))
         # pooling in float32 also under autocast: sums over thousands of points
         bev = bev_pool(depth_logits.float().softmax(2), context.float(), plan, method=self.pool_method)
-        return dict(bev=bev, depth=depth_logits)
+        # bev_pool returns channels-last memory; downstream modules may .view() it
+        return dict(bev=bev.contiguous(), depth=depth_logits)
 
     def loss_depth(self, depth_logits: torch.Tensor, gt_depth: torch.Tensor) -> torch.Tensor:
         """BEVDepth-style depth loss (unweighted).
