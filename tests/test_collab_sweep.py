@@ -1,5 +1,6 @@
 """Bandwidth sweep: the report function (hand-computed numbers) and the sweep configs."""
 import glob
+import json
 import math
 import os
 
@@ -44,6 +45,14 @@ def test_report_says_when_target_is_not_measured(tmp_path, capsys):
     csv_path.write_text('config,bytes_sent,mIoU\n' + '\n'.join(f"{r['name']},{r['bytes']},{r['miou']}" for r in ROWS))
     assert len(load_rows(str(csv_path))) == 5
     assert main([str(csv_path)]) == 0 and 'tome_20k' in capsys.readouterr().out
+    # tools/ablate.py's ablation.json: metrics nested, failed runs skipped.
+    abl = tmp_path / 'ablation.json'
+    abl.write_text(json.dumps([{'name': r['name'], 'status': 'ok', 'miou': r['miou'],
+                                'metrics': {'miou': r['miou'], 'bytes_sent': r['bytes']}} for r in ROWS] +
+                              [{'name': 'broken', 'status': 'failed', 'miou': None}]))
+    rows = load_rows(str(abl))
+    assert [r['name'] for r in rows] == [r['name'] for r in ROWS]
+    assert budget_report(rows)['miou_at_target'] == pytest.approx(budget_report(ROWS)['miou_at_target'])
     bad = tmp_path / 'bad.csv'
     bad.write_text('config,miou\nego,1\n')
     with pytest.raises(ValueError, match='bad.csv.*bytes'):

@@ -8,6 +8,7 @@ named ``full`` (or has the most bytes). The gain retained at a size ``s`` is
 interpolated linearly in log2(bytes) between measured budgets.
 
     python -m occ.models.collab.sweep results.csv     # columns name, bytes, miou
+    python -m occ.models.collab.sweep work_dirs/<ablation>/ablation.json   # tools/ablate.py output
 """
 from __future__ import annotations
 
@@ -95,6 +96,11 @@ def load_rows(path: str) -> list:
         raise ValueError(f'{path}: expected a non-empty list of rows')
     rows = []
     for i, r in enumerate(raw):
+        # tools/ablate.py's ablation.json keeps the test metrics (bytes_sent) under 'metrics'.
+        r = {**(r.get('metrics') or {}), **r} if isinstance(r.get('metrics'), dict) else r
+        if r.get('status') == 'failed' or r.get('miou', r.get('mIoU', '')) is None:
+            print(f'{path}: row {i} ({r.get("name", "?")}) has no result; skipped', file=sys.stderr)
+            continue
         row = {}
         for key, names in _ALIASES.items():
             hit = [n for n in names if n in r]
