@@ -15,7 +15,7 @@ from occ.data.occ3d_io import OccFileError, load_occ3d_labels
 from occ.data.transforms import (ImageAug, base_image_transform, bev_matrix, downsample_labels,
                                  image_transforms, resample_labels, rotation3, warp_image)
 from occ.grid import OccGrid
-from occ.vis.bev import bev_colors
+from occ.vis.bev import BACKGROUND, bev_colors
 
 REAL = os.path.join(os.path.dirname(__file__), 'fixtures', 'occ3d-sample',
                     '29796060110c4163b07f06eff4af0753', 'labels.npz')
@@ -187,7 +187,7 @@ def test_bev_colors_orientation_and_top_voxel():
     assert img.shape == (4, 6, 3)
     np.testing.assert_array_equal(img[0, 0], OCC_COLORS[4])          # top-left of the picture = front-left
     np.testing.assert_array_equal(img[3, 5], OCC_COLORS[16])
-    np.testing.assert_array_equal(img[1, 1], [255, 255, 255])
+    np.testing.assert_array_equal(img[1, 1], BACKGROUND)
     np.testing.assert_array_equal(bev_colors(sem, mask, shade=False)[0, 0], OCC_COLORS[11])
 
 

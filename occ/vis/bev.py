@@ -9,7 +9,8 @@ import numpy as np
 
 from occ.constants import FREE, IGNORE_INDEX, OCC_COLORS
 
-BACKGROUND = (255, 255, 255)
+# Slate: apart from every Occ3D colour, including the near-white 'manmade' and black 'others'.
+BACKGROUND = (70, 80, 100)
 
 
 def to_picture(a: np.ndarray) -> np.ndarray:

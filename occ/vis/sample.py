@@ -41,7 +41,7 @@ def draw_sample(images: dict, semantics: np.ndarray, out_path: str, mask: np.nda
     from matplotlib.patches import Patch
 
     mosaic = rig_mosaic(images, cameras)
-    fig = plt.figure(figsize=(20, 5.6), dpi=80)
+    fig = plt.figure(figsize=(20, 6.6), dpi=80)
     gs = fig.add_gridspec(1, 3, width_ratios=[mosaic.shape[1] / mosaic.shape[0] * 1.0, 1, 1])
     ax = fig.add_subplot(gs[0])
     ax.imshow(mosaic)
@@ -56,8 +56,9 @@ def draw_sample(images: dict, semantics: np.ndarray, out_path: str, mask: np.nda
     ax.set_xlabel('-y (m)')
     ax.set_ylabel('x, forward (m)')
     present = [c for c in np.unique(semantics) if c < FREE]
+    # Below the map, so it hides nothing.
     ax.legend(handles=[Patch(color=OCC_COLORS[c] / 255.0, label=CLASS_NAMES[c]) for c in present],
-              fontsize=6, loc='lower left', framealpha=0.7)
+              fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.13), ncol=3, frameon=False)
 
     ax = fig.add_subplot(gs[2])
     if points_ego is not None and len(points_ego):
