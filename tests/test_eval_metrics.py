@@ -59,6 +59,11 @@ def test_confusion_matrices_match_loop_reference_for_every_mask():
     ones = np.ones_like(f['gt'])
     for i, m in enumerate((f['mask_camera'], f['mask_lidar'], ones)):
         np.testing.assert_array_equal(h[i], _ref_hist(f['pred'], f['gt'], m))
+    # computing a subset of the masks (single-mask fast path) gives the same matrices
+    for subset in (('camera',), ('lidar', 'none')):
+        hs = confusion_matrices(f['pred'], f['gt'], f['mask_camera'], f['mask_lidar'], masks=subset)
+        for i, name in enumerate(('camera', 'lidar', 'none')):
+            np.testing.assert_array_equal(hs[i], h[i] if name in subset else 0)
     # masks given as bool or as other nonzero values count the same voxels
     h_bool = confusion_matrices(f['pred'], f['gt'], f['mask_camera'].astype(bool),
                                 f['mask_lidar'] * np.uint8(7))

@@ -113,13 +113,59 @@ def group_to_masks(groups: np.ndarray) -> np.ndarray:
     return np.stack([cam, lidar, none], -3).astype(np.int64)
 
 
-def confusion_matrices(pred, gt, mask_camera=None, mask_lidar=None) -> np.ndarray:
+def masked_hist(pred, gt, mask) -> np.ndarray:
+    """Confusion counts inside one visibility mask only, int64 [18, 18].
+
+    Faster than ``group_hist`` when a single mask is wanted: only blocks of
+    eight voxels holding an observed voxel (~20 % of them for Occ3D's camera
+    mask) are read; their unobserved voxels go to a discarded bin.
+    """
+    pred = _as_uint8('pred', pred)
+    gt = _as_uint8('gt', gt)
+    mask = _as_uint8('mask', mask)
+    if pred.shape != gt.shape or mask.shape != gt.shape:
+        raise ValueError(f'prediction {pred.shape}, GT {gt.shape} and mask {mask.shape} differ in shape')
+    if pred.size and int(pred.max()) >= NUM_CLASSES:
+        raise ValueError(f'prediction has label {int(pred.max())} outside 0..{NUM_CLASSES - 1}')
+    pred, gt, mask = pred.reshape(-1), gt.reshape(-1), mask.reshape(-1)
+    n8 = gt.size - gt.size % 8
+    busy = np.flatnonzero(mask[:n8].view(np.uint64))
+
+    def pick(a):
+        return np.concatenate([a[:n8].view(np.uint64)[busy].view(np.uint8), a[n8:]])
+    g, p, m = pick(gt), pick(pred), pick(mask)
+    code = g.astype(np.uint16)
+    code *= NUM_CLASSES
+    code += p
+    code += 1
+    code *= (m != 0) & (g < NUM_CLASSES)       # unobserved voxels and ignored GT -> bin 0
+    hist = np.bincount(code, minlength=_GROUP + 1)[1:_GROUP + 1]
+    return hist.reshape(NUM_CLASSES, NUM_CLASSES).astype(np.int64)
+
+
+def confusion_matrices(pred, gt, mask_camera=None, mask_lidar=None, masks=MASKS) -> np.ndarray:
     """Confusion matrices of one frame (or a batch, any shape), int64 [3, 18, 18].
 
     Index 0 = within ``mask_camera``, 1 = within ``mask_lidar``, 2 = every voxel;
-    ``hist[m, g, p]`` counts voxels with GT ``g`` predicted as ``p``.
+    ``hist[m, g, p]`` counts voxels with GT ``g`` predicted as ``p``. ``masks``
+    selects which of the three are computed (the others stay zero); all three
+    cost one pass, a single camera or lidar mask about half of that.
     """
-    return group_to_masks(group_hist(pred, gt, mask_camera, mask_lidar))
+    masks = tuple(masks)
+    if set(masks) == set(MASKS) or not masks:
+        return group_to_masks(group_hist(pred, gt, mask_camera, mask_lidar))
+    out = np.zeros((len(MASKS), NUM_CLASSES, NUM_CLASSES), np.int64)
+    for m in masks:
+        if m not in MASKS:
+            raise ValueError(f'mask must be one of {MASKS}, got {m!r}')
+        if m == 'none':
+            out[2] = group_hist(pred, gt)[0]
+        else:
+            vis = mask_camera if m == 'camera' else mask_lidar
+            if vis is None:
+                raise ValueError(f'mask {m!r} requested but mask_{m} is missing')
+            out[MASKS.index(m)] = masked_hist(pred, gt, vis)
+    return out
 
 
 def iou_from_hist(hist: np.ndarray) -> dict:
