@@ -84,6 +84,7 @@ def test_json_csv_and_table(fixture, capsys):
     assert (tmp / 'c.png').read_bytes()[:4] == b'\x89PNG'
     out = capsys.readouterr().out
     assert 'mIoU / RayIoU' in out and 'car' in out and 'RayIoU@1/2/4' in out
+    assert 'pass --info to score forecasting' in out and 'forecast' not in r
 
 
 def test_info_file_gives_origins_forecast_and_bytes(fixture):

@@ -144,6 +144,8 @@ def evaluate(args, out=None) -> dict:
             raise OccFileError(f'{preds.where(token)}: prediction has label {int(sem.max())} '
                                f'outside 0..{FREE}')
         gt_future = None
+        if 'semantics_future' in pred and not infos:
+            unscored_future.append(token)
         if 'semantics_future' in pred and following.get(token):
             nxt = following[token][:len(pred['semantics_future'])]
             gt_future = np.stack([load_occ3d_labels(gt_paths.get(t) or _path_for(t), sem.shape)['semantics']
@@ -163,7 +165,7 @@ def evaluate(args, out=None) -> dict:
             return token, None, str(e)
 
     from tqdm import tqdm
-    errors = []
+    errors, unscored_future = [], []
     workers = max(1, int(args.workers))
     with ThreadPoolExecutor(workers) as pool:
         for token, res, err in tqdm(pool.map(safe, todo), total=len(todo), desc='eval_occ',
@@ -184,6 +186,9 @@ def evaluate(args, out=None) -> dict:
                     if args.ray_iou else None})
     flat = evaluator.flat_metrics(args.mask)
     print_report(summary, out)
+    if unscored_future:
+        print(f'note: {len(unscored_future)} prediction(s) carry semantics_future; pass --info to '
+              f'score forecasting (the future GT is found through the scene order)', file=out or sys.stdout)
     if args.json:
         atomic_save_json(args.json, summary)
     if args.csv:
