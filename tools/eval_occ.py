@@ -57,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument('--mask', choices=MASKS, default='camera', help='visibility mask of mIoU/IoU')
     p.add_argument('--ray-iou', action=argparse.BooleanOptionalAction, default=True,
                    help='compute RayIoU (default on)')
-    p.add_argument('--ray-device', default=None, help='torch device for ray casting (e.g. cuda)')
+    p.add_argument('--ray-device', default=None, help='torch device for ray casting (default: cuda when available, else cpu)')
     p.add_argument('--json', help='write results (percent) to this JSON file')
     p.add_argument('--csv', help='write flat key,value results to this CSV file')
     p.add_argument('--confusion-png', help='plot the row-normalised confusion matrix here')

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 
 from occ.constants import CLASS_NAMES, FREE, NUM_CLASSES
 from occ.evaluation.confusion import MASKS, ConfusionAccumulator, confusion_matrices
@@ -56,12 +57,14 @@ class OccEvaluator:
 
     Args:
         ray_iou: compute RayIoU (costs two ray casts of ~14k rays per origin per frame).
-        ray_device: torch device for the ray casts (None = CPU).
+        ray_device: torch device for the ray casts (None = CUDA when available, else CPU).
         pc_range: metric range of the grid; the voxel size follows from the array shape.
     """
 
     def __init__(self, ray_iou: bool = True, ray_device=None, pc_range=OCC3D_RANGE):
         self.ray_iou = ray_iou
+        if ray_device is None:
+            ray_device = 'cuda' if torch.cuda.is_available() else 'cpu'
         self.ray_device = ray_device
         self.pc_range = tuple(pc_range)
         self.conf = ConfusionAccumulator()

@@ -52,7 +52,7 @@ class OccMetric(BaseMetric):
             the scene's keyframes (SparseOcc). Without it one origin (the nuScenes
             LiDAR position) is used, which is not comparable to published RayIoU.
         pc_range: metric range of the label grid (the voxel size follows from its shape).
-        ray_device: torch device for ray casting (None = CPU).
+        ray_device: torch device for ray casting (None = CUDA when available, else CPU).
     """
 
     default_prefix: Optional[str] = None
