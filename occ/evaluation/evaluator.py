@@ -48,6 +48,11 @@ def _unpack(packed: tuple) -> np.ndarray:
     return out.reshape(shape)
 
 
+def _numpy(x) -> np.ndarray:
+    """numpy view of an array, scalar or (any-device) torch tensor."""
+    return x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
+
+
 def _pct(x: float):
     return None if x is None or (isinstance(x, float) and math.isnan(x)) else 100.0 * float(x)
 
@@ -101,8 +106,7 @@ class OccEvaluator:
             pred_future: uint8 [H, X, Y, Z]; gt_future: uint8 [H', X, Y, Z].
             bytes_sent: scalar or per-agent array of bytes sent for this frame.
         """
-        gt = gt.detach().cpu().numpy() if hasattr(gt, 'detach') else np.asarray(gt)
-        pred = np.asarray(pred)
+        gt, pred = _numpy(gt), _numpy(pred)
         res = {'hist': _pack(confusion_matrices(pred, gt, mask_camera, mask_lidar))}
         if self.ray_iou:
             res['default_origin'] = origins is None
@@ -112,7 +116,7 @@ class OccEvaluator:
         if pred_future is not None and gt_future is not None:
             res['future'] = _pack(future_hists(pred_future, gt_future))
         if bytes_sent is not None:
-            b = np.asarray(bytes_sent, np.float64)
+            b = _numpy(bytes_sent).astype(np.float64)
             if b.size:
                 res['bytes'] = float(b.mean())       # mean over agents of this frame
         return res
