@@ -109,7 +109,7 @@ class CrossAttentionBEV(nn.Module):
             if x.shape[0] != b * n:
                 raise ValueError(f'CrossAttentionBEV: feature map {i} has batch {x.shape[0]}, expected B*N = {b * n}')
             emb = (self.cams_embed[None, :, :] + self.level_embed[lvl]).reshape(1, n, -1, 1, 1)
-            maps.append((x.view(b, n, *x.shape[1:]) + emb.to(x.dtype)).flatten(0, 1))
+            maps.append((x.reshape(b, n, *x.shape[1:]) + emb.to(x.dtype)).flatten(0, 1))
         ref_loc, ref_valid = project_pillars(self.ref_points, batch, imgs.shape[-2:])
         query = self.bev_queries[None].expand(b, -1, -1)
         pos = self.bev_pos[None].expand(b, -1, -1)
