@@ -10,11 +10,11 @@ import numpy as np
 from occ.constants import FREE
 from occ.grid import OccGrid
 
-from .labels import ray_visibility, voxelize
+from .labels import ray_visibility, voxel_visibility, voxelize
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
 from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera
-from .world import World
+from .world import SEEN_RES, World
 
 ANNOTATION_RADIUS = 60.0     # objects whose centre is this close (x-y) to the ego are annotated
 # Visibility rays: about one ray per voxel at 40 m (0.4 m voxels: every 2nd pixel of a 256-wide
@@ -40,11 +40,21 @@ def to_ego(prims: Primitives, ego2global: np.ndarray) -> Primitives:
     return Primitives(prims.kind, cen, prims.size, prims.yaw - yaw, prims.cls, prims.inst, prims.albedo, prims.tex)
 
 
-def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, prims=None) -> dict:
-    """Occ3D labels of agent ``agent`` at keyframe ``f``: ``semantics``, ``mask_lidar``, ``mask_camera``."""
+def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, prims=None, lidar=None) -> dict:
+    """Occ3D labels of agent ``agent`` at keyframe ``f``: ``semantics``, ``mask_lidar``, ``mask_camera``.
+
+    Like Occ3D (which accumulates LiDAR points in annotation boxes), objects are labelled only
+    when the LiDAR sweep of this keyframe returns from them, and static stuff (ground, manmade,
+    vegetation) only where some keyframe's LiDAR observes it (``World.ground_seen``) or this
+    sweep has a point. ``lidar``: this keyframe's ``lidar_scan`` output (computed when not given).
+    """
     e2g = world.ego2global(f, agent)
     if prims is None:
         prims = world.prims_at(f, exclude=[world.agents[agent]])
+    if lidar is None:
+        lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
+    observed = np.unique(lidar['instance'][lidar['instance'] >= 0])
+    prims = prims.subset(np.nonzero((prims.inst < 0) | np.isin(prims.inst, observed))[0])
     local = to_ego(prims, e2g)
     reach = np.max(np.abs(grid.pc_range)) * 1.5 + 10
     local = local.subset(np.nonzero(np.abs(local.center[:, :2]).max(1) - local.radius < reach)[0])
@@ -54,17 +64,51 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
         return world.town.ground_class(c * x - s * y + e2g[0, 3], s * x + c * y + e2g[1, 3])
 
     sem = voxelize(local, ground_class, grid)
-    occ = sem != FREE
-    pix_stride, col_stride = _ray_strides(grid, image_size)
+    # Static stuff in columns no keyframe's LiDAR observes, and without a point of this sweep, is
+    # unlabelled (free), as in Occ3D.
+    seen = world.ground_seen(agent)
+    centers = grid.centers()
+    gx = c * centers[..., 0] - s * centers[..., 1] + e2g[0, 3]
+    gy = s * centers[..., 0] + c * centers[..., 1] + e2g[1, 3]
+    i = np.clip(np.floor(gx / SEEN_RES).astype(np.int64), 0, seen.shape[0] - 1)
+    j = np.clip(np.floor(gy / SEEN_RES).astype(np.int64), 0, seen.shape[1] - 1)
     l2e = lidar2ego()
+    pts = lidar['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3]
+    vidx, vin = grid.points_to_index(pts)
+    has_point = np.zeros(sem.shape, bool)
+    has_point[tuple(vidx[vin].T)] = True
+    sem[(sem >= 11) & (sem <= 16) & ~seen[i, j] & ~has_point] = FREE
+    occ = sem != FREE
+    occ_idx = np.flatnonzero(occ)
+    occ_pts = centers.reshape(-1, 3)[occ_idx]
+    pix_stride, col_stride = _ray_strides(grid, image_size)
+    # LiDAR mask: free space along the beams up to their first occupied voxel, plus every occupied
+    # voxel in the beams' field of view (-30.7..+10.7 deg, 70 m) with a clear line of sight.
     d, _ = lidar_rays(column_stride=col_stride)
-    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T)
-    # As in Occ3D, the camera mask keeps LiDAR-observed voxels that a camera ray also reaches.
-    mask_cam = np.zeros(sem.shape, bool)
-    for cam in camera_rig(image_size):
+    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T).ravel()
+    rel = occ_pts - l2e[:3, 3]
+    rng_xy = np.linalg.norm(rel[:, :2], axis=1)
+    elev = np.degrees(np.arctan2(rel[:, 2], rng_xy))
+    cand = (elev > -31.5) & (elev < 11.5) & (np.linalg.norm(rel, axis=1) < 70)
+    mask_lidar[occ_idx[cand]] |= voxel_visibility(occ, grid, l2e[:3, 3], occ_idx[cand])
+    # Camera mask: the same for the camera rays and the occupied voxels inside some image; as in
+    # Occ3D it keeps only LiDAR-observed voxels. Occlusion is tested from the rig centre.
+    rig = camera_rig(image_size)
+    mask_cam = np.zeros(sem.size, bool)
+    in_view = np.zeros(len(occ_idx), bool)
+    for cam in rig:
         d = pixel_rays(cam['intrinsics'], cam['height'], cam['width'], pix_stride) @ cam['cam2ego'][:3, :3].T
-        mask_cam |= ray_visibility(occ, grid, cam['cam2ego'][:3, 3], d)
+        mask_cam |= ray_visibility(occ, grid, cam['cam2ego'][:3, 3], d).ravel()
+        e2c = np.linalg.inv(cam['cam2ego'])
+        pc = occ_pts @ e2c[:3, :3].T + e2c[:3, 3]
+        uvw = pc @ cam['intrinsics'].T
+        z = np.maximum(uvw[:, 2], 1e-6)
+        in_view |= (pc[:, 2] > 0.1) & (uvw[:, 0] / z >= 0) & (uvw[:, 0] / z < cam['width']) & \
+            (uvw[:, 1] / z >= 0) & (uvw[:, 1] / z < cam['height'])
+    rig_centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
+    mask_cam[occ_idx[in_view]] |= voxel_visibility(occ, grid, rig_centre, occ_idx[in_view])
     mask_cam &= mask_lidar
+    mask_cam, mask_lidar = mask_cam.reshape(sem.shape), mask_lidar.reshape(sem.shape)
     return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
 
 
@@ -84,7 +128,7 @@ def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid) ->
         r.update(cam)
         cams.append(r)
     lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
-    labels = make_labels(world, f, agent, grid, image_size, prims)
+    labels = make_labels(world, f, agent, grid, image_size, prims, lidar)
     return {'ego2global': e2g, 'cams': cams, 'lidar': lidar, 'labels': labels,
             'boxes': annotations(world, f, agent, lidar['instance'])}
 

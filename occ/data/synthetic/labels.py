@@ -31,7 +31,8 @@ def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
 
     Args:
         prims: primitives in the ego frame.
-        ground_class: callable (x [M], y [M]) in the ego frame -> uint8 [M] class of the ground.
+        ground_class: callable (x [M], y [M]) in the ego frame -> uint8 [M] class of the ground
+            (FREE where the ground is not labelled).
         grid: the occupancy grid.
     A voxel belongs to a primitive when the two intersect (exactly for boxes
     and cylinders; for ellipsoids, when the voxel centre lies in the ellipsoid grown by half a
@@ -48,9 +49,10 @@ def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
         xs = lo[0] + (np.arange(shape[0]) + 0.5) * v
         ys = lo[1] + (np.arange(shape[1]) + 0.5) * v
         gx, gy = np.meshgrid(xs, ys, indexing='ij')
-        gcls = np.asarray(ground_class(gx.ravel(), gy.ravel()), np.int64).reshape(shape[:2])
-        flat = (np.arange(shape[0])[:, None] * shape[1] + np.arange(shape[1])[None]) * shape[2] + kg
-        code[flat.ravel()] = gcls.ravel() + 1
+        gcls = np.asarray(ground_class(gx.ravel(), gy.ravel()), np.int64)
+        flat = ((np.arange(shape[0])[:, None] * shape[1] + np.arange(shape[1])[None]) * shape[2] + kg).ravel()
+        known = gcls != FREE
+        code[flat[known]] = gcls[known] + 1
     if len(prims):
         _splat(prims, grid, code, interior)
     cls = np.where(code > 0, code % 1024 - 1, FREE).astype(np.uint8)
@@ -175,6 +177,41 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
         idx = _flat_index(origin, dirs[r], t, lo, v, shape)
         vis[idx[keep]] = True
     return vis.reshape(occupied.shape)
+
+
+def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, candidates: np.ndarray,
+                     step: float | None = None) -> np.ndarray:
+    """Which candidate voxels a sensor at ``origin`` sees (bool [M]).
+
+    A voxel (flat index in ``candidates`` [M]) is seen when the segment from the
+    origin to the voxel's nearest point crosses no occupied voxel before the
+    last 1.5 voxels: at grazing angles the segment runs just over neighbours of
+    the same surface (the road in front of a road voxel), which do not hide it.
+    """
+    shape = np.array(occupied.shape)
+    v = grid.voxel_size
+    step = step or v / 2
+    origin = np.asarray(origin, np.float64)
+    ijk = np.stack(np.unravel_index(candidates, occupied.shape), 1)
+    vmin = grid.lower + ijk * v
+    target = np.clip(origin, vmin + 0.05 * v, vmin + 0.95 * v)         # nearest point of the voxel
+    d = target - origin
+    dist = np.linalg.norm(d, axis=1)
+    dirs = d / np.maximum(dist, 1e-9)[:, None]
+    limit = dist - 1.5 * v
+    order = np.argsort(limit)
+    seen = np.ones(len(candidates), bool)
+    occ_flat = occupied.ravel()
+    for s0 in range(0, len(order), 4096):
+        r = order[s0:s0 + 4096]
+        m = int(np.ceil(max(limit[r].max(), 0) / step))
+        if m <= 0:
+            continue
+        t = (np.arange(m)[None] + 0.5) * step * np.ones((len(r), 1))
+        before = t < limit[r, None]
+        idx = _flat_index(origin, dirs[r], t, grid.lower, v, shape)
+        seen[r] = ~(before & occ_flat[idx]).any(1)
+    return seen
 
 
 def _flat_index(origin, dirs, t, lo, v, shape):

@@ -145,7 +145,7 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
     xs, ys = spans(vroads), spans(hroads)
     for bx0, bx1 in xs:
         for by0, by1 in ys:
-            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.55, 0.2, 0.15, 0.1])
+            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.55, 0.3, 0.07, 0.08])
             _fill_block(rng, b, placements, walkways, rect, kind, bx0 + 0.5, bx1 - 0.5, by0 + 0.5, by1 - 0.5)
 
     # Sidewalks, drive area, medians and paint along each road.
@@ -208,18 +208,18 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
                 while a < a1 - 2:
                     x, y = road_point(r, a, c_curb)
                     roll = rng.random()
-                    if roll < 0.42:
+                    if roll < 0.55:
                         _tree(rng, b, x, y, small=False)
-                    elif roll < 0.58:
+                    elif roll < 0.67:
                         _lamp(rng, b, x, y)
-                    elif roll < 0.66:
+                    elif roll < 0.73:
                         _bench_or_box(rng, b, x, y, along_yaw)
-                    elif roll < 0.74:
+                    elif roll < 0.79:
                         placements.append(Placement('movable_object.pushable_pullable', x, y,
                                                     along_yaw + rng.normal(0, 0.2)))
-                    elif roll < 0.8:
+                    elif roll < 0.84:
                         placements.append(Placement('vehicle.bicycle', x, y, along_yaw + np.pi / 2 + rng.normal(0, 0.2)))
-                    elif roll < 0.86:
+                    elif roll < 0.92:
                         b.box(x, y, 0, 0.8, 0.8, rng.uniform(0.9, 1.3), cls=VEGETATION,
                               albedo=(0.15, 0.32, 0.1), tex=TEX_FOLIAGE)
                     a += rng.uniform(5, 11)
@@ -275,17 +275,17 @@ def _parking_strip(rng, r, side, a0, a1, placements, road_point, along_yaw):
                   'vehicle.bus.rigid': 12.5, 'vehicle.motorcycle': 2.3, None: 6.0}[cat]
         if a + length > a1:
             break
-        if cat is not None and rng.random() < 0.8:
+        if cat is not None and rng.random() < 0.55:
             placements.append(Placement(cat, *road_point(r, a + length / 2, c), yaw + rng.normal(0, 0.03)))
         a += length + rng.uniform(0.8, 4.0)
 
 
 def _tree(rng, b: PrimitiveBuilder, x, y, small=False):
-    h = rng.uniform(4, 7) if small else rng.uniform(5, 11)
+    h = rng.uniform(4, 6.5) if small else rng.uniform(5, 9.5)
     trunk_h = h * rng.uniform(0.3, 0.45)
     b.cylinder(x, y, 0, rng.uniform(0.12, 0.25), trunk_h + 0.5, cls=VEGETATION, albedo=(0.3, 0.2, 0.12),
                tex=TEX_BARK)
-    rxy = rng.uniform(1.3, 2.2) if small else rng.uniform(1.8, 3.6)
+    rxy = rng.uniform(1.4, 2.2) if small else rng.uniform(1.8, 3.2)
     rz = (h - trunk_h) / 2
     col = tuple(np.clip(np.array([0.12, 0.3, 0.1]) + rng.uniform(-0.04, 0.04, 3), 0, 1))
     b.ellipsoid(x, y, trunk_h + rz, rxy, rxy * rng.uniform(0.85, 1.15), rz, yaw=rng.uniform(0, np.pi),
@@ -354,7 +354,7 @@ def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
                               albedo=(0.14, 0.31, 0.1), tex=TEX_FOLIAGE)
                 a += fw + rng.choice([0.0, rng.uniform(2, 6)], p=[0.6, 0.4])
         # Courtyard trees.
-        for _ in range(int(wx * wy / 600)):
+        for _ in range(int(wx * wy / 450)):
             _tree(rng, b, rng.uniform(x0 + 15, max(x0 + 15.1, x1 - 15)), rng.uniform(y0 + 15, max(y0 + 15.1, y1 - 15)))
     elif kind == 'park':
         if rng.random() < 0.7:   # paved cross paths

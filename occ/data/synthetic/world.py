@@ -6,7 +6,7 @@ world a scene was rendered from.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,6 +15,8 @@ from .primitives import Primitives
 from .town import Town, build_town
 from .traffic import obb_overlap, random_route, simulate_pedestrians, simulate_vehicles
 
+SEEN_RES = 0.4                       # metres per cell of the observed-ground raster
+SEEN_RANGE = 40.0                    # metres: ground farther than this from every keyframe is unobserved
 EGO_SIZE = (4.2, 1.8, 1.6)           # l, w, h of every connected (sensor) vehicle
 EGO_REAR_AXLE = 0.9                  # metres from the rear bumper to the rear axle (ego frame origin)
 TOWN_SIZE = 300.0
@@ -36,6 +38,7 @@ class World:
     motion: list
     agents: list
     parts: Primitives         # all object parts in their object frames, inst = object index
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def prims_at(self, f: int, exclude=()) -> Primitives:
         """All primitives (scenery + posed objects) in the global frame at keyframe ``f``."""
@@ -56,6 +59,28 @@ class World:
         x, y, yaw = self.pose[f, n]
         back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
         return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
+
+    def ground_seen(self, agent: int = 0) -> np.ndarray:
+        """bool [n, n] raster (cells of SEEN_RES m) of what the agent's LiDAR observes from some
+        keyframe of its scene: within SEEN_RANGE and not behind a building, wall, hedge or parked
+        vehicle (their near face is seen). Occ3D labels static stuff only where accumulated LiDAR
+        points exist; labels use this for the ground, manmade and vegetation classes."""
+        key = ('seen', agent)
+        if key not in self._cache:
+            pos = np.array([self.ego_pose(f, agent)[:2] for f in range(self.frames)])
+            self._cache[key] = observed_ground(occluder_raster(self.town.size, self.static_occluders()), pos)
+        return self._cache[key]
+
+    def static_occluders(self, min_height: float = 0.8) -> np.ndarray:
+        """Footprints [M, 5] (cx, cy, l, w, yaw) of static things at least ``min_height`` tall that
+        stand on the ground: buildings, walls, hedges, tree trunks, parked vehicles."""
+        sc = self.town.scenery
+        sel = (sc.size[:, 2] >= min_height) & (sc.center[:, 2] - sc.size[:, 2] / 2 < 0.5) & (sc.kind != 2)
+        rects = [np.stack([sc.center[sel, 0], sc.center[sel, 1], sc.size[sel, 0], sc.size[sel, 1], sc.yaw[sel]], 1)]
+        for n, (obj, motion) in enumerate(zip(self.objects, self.motion)):
+            if motion in ('parked', 'static') and obj.size[2] >= min_height:
+                rects.append(np.array([[*self.pose[0, n, :2], obj.size[0], obj.size[1], self.pose[0, n, 2]]]))
+        return np.concatenate(rects, 0)
 
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
         x, y, yaw = self.ego_pose(f, agent)
@@ -171,3 +196,41 @@ def _scale_parts(t: ObjectTemplate, size) -> Primitives:
     s = np.asarray(size) / np.asarray(t.size)
     q = t.parts
     return Primitives(q.kind, q.center * s, q.size * s, q.yaw, q.cls, q.inst, q.albedo, q.tex)
+
+
+def occluder_raster(size: float, rects: np.ndarray, res: float = SEEN_RES) -> np.ndarray:
+    """bool [n, n] raster of rectangles [M, 5] = (cx, cy, l, w, yaw) that hide the ground behind them."""
+    n = int(round(size / res))
+    occ = np.zeros((n, n), bool)
+    for cx, cy, l, w, yaw in rects:
+        a = np.arange(-l / 2, l / 2 + 1e-9, res / 2)
+        b = np.arange(-w / 2, w / 2 + 1e-9, res / 2)
+        aa, bb = np.meshgrid(a, b, indexing='ij')
+        c, s = np.cos(yaw), np.sin(yaw)
+        ix = np.floor((cx + c * aa - s * bb) / res).astype(int)
+        iy = np.floor((cy + s * aa + c * bb) / res).astype(int)
+        ok = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
+        occ[ix[ok], iy[ok]] = True
+    return occ
+
+
+def observed_ground(occ: np.ndarray, positions: np.ndarray, res: float = SEEN_RES, max_range: float = SEEN_RANGE,
+                    n_rays: int = 1440) -> np.ndarray:
+    """Union over sensor positions [F, 2] of the ground cells visible in 2-D from them: rays
+    over the occluder raster ``occ`` stop at the first occluded cell."""
+    n = occ.shape[0]
+    seen = np.zeros((n, n), bool)
+    az = np.linspace(-np.pi, np.pi, n_rays, endpoint=False)
+    t = np.arange(0.5, max_range / (res / 2)) * (res / 2)
+    d = np.stack([np.cos(az), np.sin(az)], 1)
+    for p in positions:
+        pts = p[None, None] + d[:, None] * t[None, :, None]                  # [R, T, 2]
+        ix, iy = np.floor(pts[..., 0] / res).astype(int), np.floor(pts[..., 1] / res).astype(int)
+        ok = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
+        ixc, iyc = np.clip(ix, 0, n - 1), np.clip(iy, 0, n - 1)
+        blocked = np.maximum.accumulate(occ[ixc, iyc] & ok, axis=1)
+        blocked[:, 1:] = blocked[:, :-1].copy()          # the occluder's own front cell is seen
+        blocked[:, 0] = False
+        vis = ok & ~blocked
+        seen[ixc[vis], iyc[vis]] = True
+    return seen
