@@ -149,6 +149,21 @@ def test_bev_resample_matches_reference(rot, fx, fy):
         np.testing.assert_array_equal(out['semantics'], sem[::-1])
 
 
+def test_general_resample_matches_reference():
+    """A map that moves z too (ego pitch + height change) takes the 3-D path."""
+    grid = OccGrid((-8.0, -8.0, -1.0, 8.0, 8.0, 5.4), 1.6)         # 10 x 10 x 4
+    rng = np.random.default_rng(2)
+    sem = rng.integers(0, 18, grid.shape).astype(np.uint8)
+    m = bev_matrix(-12.0, False, True).astype(np.float64)
+    a = math.radians(4.0)
+    pitch = np.eye(4)
+    pitch[[0, 0, 2, 2], [0, 2, 0, 2]] = [math.cos(a), math.sin(a), -math.sin(a), math.cos(a)]
+    m = pitch @ m
+    m[:3, 3] = [2.3, -0.7, 1.7]
+    out = resample_labels({'semantics': sem}, m, grid)
+    np.testing.assert_array_equal(out['semantics'], slow_resample(sem, m, grid, 255))
+
+
 def test_bev_matrix_is_flip_then_rotate():
     m = bev_matrix(90.0, flip_x=True)
     # (1, 0) -> flip -> (-1, 0) -> rotate 90 ccw -> (0, -1)

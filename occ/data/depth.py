@@ -41,26 +41,30 @@ def project_depth(pts_ego: np.ndarray, cam2ego: np.ndarray, pix_from_cam: np.nda
     Args:
         pts_ego: float [P, 3] points in the ego frame.
         cam2ego: 4x4 camera -> ego.
-        pix_from_cam: 3x3 camera -> (augmented) pixel, e.g. ``img_aug[:3,:3]-part @ K``.
+        pix_from_cam: 3x3 camera -> (augmented) pixel with last row (0, 0, 1), e.g. ``full @ K``.
         hw: output (H, W).
     Returns: float32 [H, W]; 0 where no point projects.
     """
     h, w = hw
-    p = transform_points(pts_ego, np.linalg.inv(np.asarray(cam2ego, np.float64)))
-    p = p[p[:, 2] > min_depth]
-    uvw = p @ np.asarray(pix_from_cam, np.float64).T
-    u = np.round(uvw[:, 0] / uvw[:, 2]).astype(np.int64)
-    v = np.round(uvw[:, 1] / uvw[:, 2]).astype(np.int64)
+    ego2cam = np.linalg.inv(np.asarray(cam2ego, np.float64))
+    # One combined 3x4 map ego -> (u*z, v*z, z), in float32: P is ~30k points per sweep.
+    m = np.zeros((3, 4))
+    m[:, :3] = np.asarray(pix_from_cam, np.float64) @ ego2cam[:3, :3]
+    m[:, 3] = np.asarray(pix_from_cam, np.float64) @ ego2cam[:3, 3]
+    m = m.astype(np.float32)
+    pts = np.asarray(pts_ego, np.float32)[:, :3]
+    uvz = pts @ m[:, :3].T + m[:, 3]
+    # Camera z equals the third row here only because pix_from_cam's last row is (0, 0, 1).
+    z = uvz[:, 2]
+    keep = z > min_depth
+    uvz, z = uvz[keep], z[keep]
+    u = np.round(uvz[:, 0] / z).astype(np.int64)
+    v = np.round(uvz[:, 1] / z).astype(np.int64)
     ok = (u >= 0) & (u < w) & (v >= 0) & (v < h)
-    u, v, d = u[ok], v[ok], p[ok, 2]
-    out = np.zeros((h, w), np.float32)
-    if d.size:
-        pix = v * w + u
-        order = np.lexsort((d, pix))              # by pixel, then nearest first
-        pix, d = pix[order], d[order]
-        first = np.unique(pix, return_index=True)[1]
-        out.reshape(-1)[pix[first]] = d[first]
-    return out
+    flat = np.full(h * w, np.inf, np.float32)
+    np.minimum.at(flat, v[ok] * w + u[ok], z[ok])          # nearest point per pixel
+    flat[np.isinf(flat)] = 0.0
+    return flat.reshape(h, w)
 
 
 def dense_depth_path(data_root: str, cam_data_path: str) -> str:

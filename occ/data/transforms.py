@@ -179,8 +179,21 @@ def resample_labels(arrays: dict, src2dst: np.ndarray, grid: OccGrid) -> dict:
 
     Returns: dict of uint8 [X, Y, Z] grids in the destination frame.
     """
+    m = np.asarray(src2dst, np.float64)
+    inv = np.linalg.inv(m)
+    fills = {k: IGNORE_INDEX if 'semantics' in k else 0 for k in arrays}
+    if np.allclose(m[2], [0, 0, 1, 0]) and np.allclose(m[:2, 2], 0):
+        # z untouched (BEV flips/rotations, planar ego motion): resample (x, y) columns only.
+        axes = [grid.lower[a] + (np.arange(n) + 0.5) * grid.voxel_size for a, n in enumerate(grid.shape[:2])]
+        cx, cy = np.meshgrid(*axes, indexing='ij')
+        sx = inv[0, 0] * cx + inv[0, 1] * cy + inv[0, 3]
+        sy = inv[1, 0] * cx + inv[1, 1] * cy + inv[1, 3]
+        ix = np.floor((sx - grid.lower[0]) / grid.voxel_size).astype(np.int64)
+        iy = np.floor((sy - grid.lower[1]) / grid.voxel_size).astype(np.int64)
+        inside = (ix >= 0) & (ix < grid.shape[0]) & (iy >= 0) & (iy < grid.shape[1])
+        ix, iy = np.clip(ix, 0, grid.shape[0] - 1), np.clip(iy, 0, grid.shape[1] - 1)
+        return {k: np.where(inside[..., None], a[ix, iy], fills[k]).astype(np.uint8) for k, a in arrays.items()}
     dst_centers = grid.centers().reshape(-1, 3).astype(np.float64)
-    inv = np.linalg.inv(np.asarray(src2dst, np.float64))
     src_pts = dst_centers @ inv[:3, :3].T + inv[:3, 3]
     # Voxel centres map to voxel centres under the flips (the grid is symmetric about
     # the ego origin in x and y), so nearest lookup is exact for them.
@@ -188,9 +201,7 @@ def resample_labels(arrays: dict, src2dst: np.ndarray, grid: OccGrid) -> dict:
     idx = np.clip(idx, 0, np.array(grid.shape) - 1)
     out = {}
     for k, a in arrays.items():
-        flat = a[idx[:, 0], idx[:, 1], idx[:, 2]]
-        fill = IGNORE_INDEX if 'semantics' in k else 0
-        flat = np.where(inside, flat, fill).astype(np.uint8)
+        flat = np.where(inside, a[idx[:, 0], idx[:, 1], idx[:, 2]], fills[k]).astype(np.uint8)
         out[k] = flat.reshape(grid.shape)
     return out
 
