@@ -76,15 +76,18 @@ def draw_one(root: str, info: dict, out_dir: str, pred_dir: str | None, only_vis
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    info_path = args.info
-    if info_path is None:
-        for split in ('val', 'train'):
-            info_path = os.path.join(args.root, f'occ_infos_{split}.pkl')
-            if os.path.isfile(info_path):
-                break
     out_dir = args.out or os.path.join(args.root, 'vis')
     try:
-        infos = load_infos(info_path)['infos']
+        if args.info is not None:
+            infos = load_infos(args.info)['infos']
+        else:
+            # val first (what a model is judged on), train when there is no or an empty val split.
+            paths = [os.path.join(args.root, f'occ_infos_{s}.pkl') for s in ('val', 'train')]
+            found = [load_infos(p)['infos'] for p in paths if os.path.isfile(p)]
+            if not found:
+                raise FileNotFoundError(f'{args.root}: no occ_infos_val.pkl / occ_infos_train.pkl '
+                                        '(run tools/create_data.py --root first)')
+            infos = next((f for f in found if f), found[0])
         chosen = pick(infos, args.num, args.tokens)
         for info in chosen:
             for path in draw_one(args.root, info, out_dir, args.pred, args.mask):
