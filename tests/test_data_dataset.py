@@ -138,6 +138,22 @@ def test_item_contract_and_collate(micro_world):
     assert 5 <= cur_car[:, 0].mean() - own_car[:, 0].mean() <= 7
 
 
+@pytest.mark.parametrize('rot,flip_y', [(90.0, False), (33.0, True)])
+def test_future_follows_bev_aug(micro_world, rot, flip_y):
+    """Future labels live in the same augmented frame as the current ones: the parked car coincides."""
+    ds = _ds(micro_world, grid_voxel=0.8, num_future=1,
+             aug=dict(bev=dict(rot=(rot, rot), flip_x=0.0, flip_y=1.0 if flip_y else 0.0)))
+    item = ds[1]
+    cur = np.argwhere(item['voxel_semantics'].numpy() == 4).mean(0)
+    fut = np.argwhere(item['future_semantics'][0].numpy() == 4).mean(0)
+    assert np.abs(cur - fut).max() <= 1.0
+    # ... and the car itself sits where bev_aug sends its annotated centre.
+    centre = np.append(ds.infos[1]['boxes']['center'][0], 1.0)
+    want = (item['bev_aug'].numpy().astype(np.float64) @ centre)[:2]
+    got = ds.grid.index_to_points(np.round(cur).astype(int))[:2]
+    assert np.abs(want - got).max() < 1.3, (want, got)
+
+
 def test_history_stride(micro_world):
     ds = _ds(micro_world, grid_voxel=0.8, num_history=2, history_stride=2)
     item = ds[3]
