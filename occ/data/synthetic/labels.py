@@ -126,56 +126,58 @@ def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray, interior: np.ndar
     np.maximum.at(code, flat, _PRIORITY[cls] * 1024 + cls + 1)
 
 
-def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray,
-                   step: float | None = None) -> np.ndarray:
+def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     """Voxels (bool [X, Y, Z]) traversed by rays up to and including their first occupied voxel.
 
     Args:
         occupied: bool [X, Y, Z]; origin: [3] ray origin (ego frame); dirs: [R, 3] unit directions.
-        step: marching step along rays (default half a voxel).
-    Rays leaving the grid without meeting an occupied voxel mark nothing.
+    Exact voxel traversal (Amanatides & Woo), all rays advanced together one voxel
+    boundary per iteration. Rays leaving the grid without meeting an occupied
+    voxel mark nothing.
     """
     shape = np.array(occupied.shape)
     v = grid.voxel_size
-    lo, hi = grid.lower, grid.lower + shape * v
-    step = step or v / 2
+    lo = grid.lower
+    hi = lo + shape * v
     origin = np.asarray(origin, np.float64)
     with np.errstate(divide='ignore', invalid='ignore'):
-        inv = 1 / np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
-    t_a, t_b = (lo - origin) * inv, (hi - origin) * inv
-    t_in = np.maximum(np.minimum(t_a, t_b).max(1), 0)
-    t_out = np.maximum(t_a, t_b).min(1)
-    ok = t_out > t_in
-    dirs, t_in, t_out = dirs[ok], t_in[ok], t_out[ok]
+        dd = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
+        t_a, t_b = (lo - origin) / dd, (hi - origin) / dd
+        t_in = np.maximum(np.minimum(t_a, t_b).max(1), 0)
+        t_out = np.maximum(t_a, t_b).min(1)
+        ok = t_out > t_in
+        d, t_in, t_out = dd[ok], t_in[ok], t_out[ok]
+        p = origin + d * (t_in + 1e-9)[:, None]
+        ijk = np.clip(np.floor((p - lo) / v).astype(np.int64), 0, shape - 1)
+        step = np.where(d > 0, 1, -1)
+        t_max = (lo + (ijk + (step > 0)) * v - origin) / d                # next boundary, per axis
+        t_delta = v / np.abs(d)
     occ_flat = occupied.ravel()
-    n_steps = int(np.ceil((t_out - t_in).max() / step)) + 1 if len(dirs) else 0
-    # Pass 1: march in blocks of steps to find each ray's first occupied sample.
-    first = np.full(len(dirs), -1, np.int64)
-    alive = np.arange(len(dirs))
-    block = 24
-    for s0 in range(0, n_steps, block):
+    alive = np.arange(len(d))
+    hit = np.zeros(len(d), bool)
+    rays_log, vox_log = [], []
+    while len(alive):
+        flat = (ijk[alive, 0] * shape[1] + ijk[alive, 1]) * shape[2] + ijk[alive, 2]
+        rays_log.append(alive)
+        vox_log.append(flat)
+        stop = occ_flat[flat]
+        hit[alive[stop]] = True
+        alive = alive[~stop]
         if not len(alive):
             break
-        ks = np.arange(s0, min(n_steps, s0 + block))
-        t = t_in[alive, None] + (ks[None] + 0.5) * step                # [A, B]
-        inside = t < t_out[alive, None]
-        idx = _flat_index(origin, dirs[alive], t, lo, v, shape)
-        hit = inside & occ_flat[np.where(inside, idx, 0)]
-        any_hit = hit.any(1)
-        first[alive[any_hit]] = s0 + hit[any_hit].argmax(1)
-        gone = any_hit | ~inside[:, -1]
-        alive = alive[~gone]
-    # Pass 2: mark the samples of rays that hit, up to and including the hit.
+        tm = t_max[alive]
+        ax = tm.argmin(1)
+        t_next = tm[np.arange(len(alive)), ax]
+        go = t_next < t_out[alive]
+        alive, ax = alive[go], ax[go]
+        ijk[alive, ax] += step[alive, ax]
+        t_max[alive, ax] += t_delta[alive, ax]
+        inside = np.all((ijk[alive] >= 0) & (ijk[alive] < shape), axis=1)
+        alive = alive[inside]
     vis = np.zeros(occ_flat.shape, bool)
-    hit_rays = np.nonzero(first >= 0)[0]
-    for s0 in range(0, len(hit_rays), 4096):
-        r = hit_rays[s0:s0 + 4096]
-        m = int(first[r].max()) + 1
-        ks = np.arange(m)
-        t = t_in[r, None] + (ks[None] + 0.5) * step
-        keep = ks[None] <= first[r, None]
-        idx = _flat_index(origin, dirs[r], t, lo, v, shape)
-        vis[idx[keep]] = True
+    if rays_log:
+        rays, vox = np.concatenate(rays_log), np.concatenate(vox_log)
+        vis[vox[hit[rays]]] = True
     return vis.reshape(occupied.shape)
 
 
