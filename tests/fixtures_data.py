@@ -13,7 +13,19 @@ import sys
 import pytest
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
-sys.path.insert(0, os.path.join(REPO, 'tools'))
+
+
+def load_tool(name: str):
+    """Import ``tools/<name>.py`` as a module without putting tools/ on sys.path
+    (tools/test.py would shadow the standard library's ``test`` package)."""
+    import importlib.util
+    key = f'occ_tools_{name}'
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, os.path.join(REPO, 'tools', f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[key]
 
 # One town, 2 keyframes, 2 connected vehicles (one scene each), small images: covers the
 # geometry and cooperative tests; ~25 s of CPU to build, so the tests using it are marked slow.
@@ -31,8 +43,7 @@ def make_world(root: str, scenes: int, frames: int, seed: int, image_size, agent
         cmd += ['--agents', str(agents)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     subprocess.run(cmd, check=True, cwd=REPO, env=env, stdout=subprocess.DEVNULL)
-    import create_data
-    rc = create_data.main(['--root', root, '--no-progress'])
+    rc = load_tool('create_data').main(['--root', root, '--no-progress'])
     assert rc == 0, f'create_data failed on {root}'
     return root
 
@@ -166,7 +177,6 @@ def micro_world(tmp_path_factory) -> str:
     """A 2-scene x 4-frame hand-written nuScenes root at 0.8 m with info files (auto split)."""
     if 'micro' not in _CACHE:
         root = write_micro_nuscenes(str(tmp_path_factory.mktemp('micro')))
-        import create_data
-        assert create_data.main(['--root', root, '--no-progress']) == 0
+        assert load_tool('create_data').main(['--root', root, '--no-progress']) == 0
         _CACHE['micro'] = root
     return _CACHE['micro']

@@ -6,12 +6,13 @@ import shutil
 
 import numpy as np
 import pytest
-from fixtures_data import micro_world, tiny_world  # noqa: F401
+from fixtures_data import load_tool, micro_world, tiny_world  # noqa: F401
 
-import create_data
 from occ.constants import CAMERA_NAMES
 from occ.data.infos import category_to_occ, detect_version, load_infos, scene_splits
 from occ.data.occ3d_io import OccFileError
+
+create_data = load_tool('create_data')
 
 
 def _nusc(root):

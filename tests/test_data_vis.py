@@ -5,11 +5,12 @@ import types
 
 import cv2
 import numpy as np
-from fixtures_data import micro_world  # noqa: F401
+from fixtures_data import load_tool, micro_world  # noqa: F401
 
-import vis_occ
 from occ.data.infos import load_infos
 from occ.data.occ3d_io import save_prediction
+
+vis_occ = load_tool('vis_occ')
 
 
 def test_vis_writes_one_png_per_sample(micro_world, tmp_path):
