@@ -22,7 +22,8 @@ class OccDataPreprocessor(BaseDataPreprocessor):
 
     def forward(self, data: dict, training: bool = False) -> dict:
         if not isinstance(data, dict):
-            raise TypeError(f'OccDataPreprocessor expects the flat batch dict of occ_collate, got {type(data).__name__}')
+            raise TypeError('OccDataPreprocessor expects the flat batch dict of occ_collate, '
+                            f'got {type(data).__name__}')
         if set(data) == {'inputs'}:          # already preprocessed (e.g. called twice)
             data = data['inputs']
         return {'inputs': self.cast_data(data)}
@@ -85,7 +86,10 @@ class OccNet(BaseModel):
         return self.view_transform(feats, batch)
 
     def neighbor_bevs(self, batch: dict, like: torch.Tensor) -> Optional[torch.Tensor]:
-        """Each valid neighbour's BEV in its own frame, [B, K, C, X, Y] (zeros where invalid); None without neighbours."""
+        """Each valid neighbour's BEV in its own frame, [B, K, C, X, Y].
+
+        Invalid neighbours are not encoded (zeros); None when the batch has no neighbours.
+        """
         nb = batch.get('neighbors')
         if not nb:
             return None

@@ -9,7 +9,7 @@ import math
 import resource
 import sys
 import time
-from typing import Optional, Sequence
+from typing import Sequence
 
 import torch
 

@@ -92,7 +92,9 @@ class ResNetBackbone(nn.Module):
                 if k.startswith(a):
                     state[b + k[len(a):]] = v
                     break
-        state = {k: v for k, v in state.items() if not k.startswith('layers.') or int(k.split('.')[1]) < self.num_layers}
+        # layers after the last requested output are not built: drop their weights
+        state = {k: v for k, v in state.items()
+                 if not k.startswith('layers.') or int(k.split('.')[1]) < self.num_layers}
         own = self.state_dict()
         missing = sorted(set(own) - set(state) - {k for k in own if k.endswith('num_batches_tracked')})
         bad_shape = [f'{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}'

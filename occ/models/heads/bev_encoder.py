@@ -9,7 +9,10 @@ from occ.registry import MODELS
 
 
 class BasicBlock(nn.Module):
-    """ResNet basic block (3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU). [B, Cin, X, Y] -> [B, Cout, X/s, Y/s]."""
+    """ResNet basic block (3x3 conv, BN, ReLU, 3x3 conv, BN, + shortcut, ReLU).
+
+    [B, Cin, X, Y] -> [B, Cout, X/s, Y/s].
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
