@@ -101,7 +101,7 @@ def test_report_side_by_side(tmp_path):
     json.dump({'train_time_s': 60.0, 'max_iters': 30, 'peak_rss_mb': 900.0, 'final_loss': 0.1},
               open(wd / 'train_stats.json', 'w'))
     assert [r['iter'] for r in read_scalars(str(wd))] == list(range(1, 31))
-    g = np.full((4, 4, 2), FREE, np.uint8)
+    g = np.full((10, 10, 4), FREE, np.uint8)
     g[:, :, 0] = 11
     pic = dict(token='tok0', gt=g, mask=np.ones_like(g), pred=g, prior=g)
     out = tmp_path / 'report'
@@ -110,7 +110,7 @@ def test_report_side_by_side(tmp_path):
     md = (out / 'report.md').read_text()
     assert '| car (dynamic) | 30.0 | 5.0 |' in md
     assert 'dynamic-class mIoU | 20.0 | 2.5 |' in md and '**beats**' in md
-    for png in ('training_curve.png', 'pred_vs_gt_tok0.png'):
+    for png in ('training_curve.png', 'model_vs_prior_tok0.png', 'pred_vs_gt_tok0.png'):
         assert (out / png).read_bytes()[:4] == b'\x89PNG'
     assert json.load(open(out / 'summary.json'))['prior_dynamic_miou'] == pytest.approx(2.5)
     assert all(c in DYNAMIC_CLASSES for c in (4, 7))

@@ -16,6 +16,7 @@ import os.path as osp
 import numpy as np
 
 from occ.constants import CLASS_NAMES, DYNAMIC_CLASSES, SEMANTIC_CLASSES
+from occ.grid import OCC3D_RANGE
 from occ.utils.io import atomic_write_bytes
 
 
@@ -159,9 +160,18 @@ def write_report(out_dir: str, model_json: str, prior_json: str, work_dir: str,
         plot_training_curve(rows, osp.join(out_dir, curve))
     pics = []
     for p in pictures or []:
-        name = f"pred_vs_gt_{p['token'][:12]}.png"
+        name = f"model_vs_prior_{p['token'][:12]}.png"
         draw_comparison(p['gt'], p['mask'], p['pred'], p['prior'], osp.join(out_dir, name),
                         title=f"sample {p['token']} (camera-visible voxels)")
+        pics.append(name)
+        try:   # the visualisation module's richer view (error map, 3D), when installed
+            from occ.vis.compare import draw_prediction_vs_gt
+        except ImportError:
+            continue
+        name = f"pred_vs_gt_{p['token'][:12]}.png"
+        draw_prediction_vs_gt({'semantics': p['gt'], 'mask_camera': p['mask']}, p['pred'],
+                              osp.join(out_dir, name), title=f"model, sample {p['token']}",
+                              pc_range=p.get('pc_range', OCC3D_RANGE))
         pics.append(name)
 
     summary = {
@@ -189,7 +199,7 @@ def write_report(out_dir: str, model_json: str, prior_json: str, work_dir: str,
     if curve:
         md += ['## Training curve', '', f'![training curve]({curve})', '']
     if pics:
-        md += ['## Prediction vs ground truth (top-down, camera-visible voxels)', '']
+        md += ['## Prediction vs ground truth (camera-visible voxels)', '']
         md += [f'![{p}]({p})' for p in pics]
         md.append('')
     atomic_write_bytes(osp.join(out_dir, 'report.md'), '\n'.join(md).encode())
