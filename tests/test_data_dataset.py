@@ -299,3 +299,10 @@ def test_dataset_config_builds_a_dataloader(micro_world, name):
     assert batch['imgs'].shape == (2, len(CAMERA_NAMES), 3) + IMG
     assert batch['voxel_semantics'].shape == (2, 100, 100, 8) and len(batch['sample_token']) == 2
     assert not torch.equal(batch['bev_aug'][0], torch.eye(4)) or not torch.equal(batch['bev_aug'][1], torch.eye(4))
+
+
+def test_bad_arguments(micro_world):
+    with pytest.raises(ValueError, match='grid_voxel=0.3'):
+        _ds(micro_world, grid_voxel=0.3)
+    with pytest.raises(ValueError, match='depth_source'):
+        _ds(micro_world, depth_source='radar')

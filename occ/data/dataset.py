@@ -127,11 +127,14 @@ class OccDataset(Dataset):
         self.data_root = data_root if data_root is not None else self.metadata['dataroot']
         self.img_size = tuple(int(v) for v in img_size)
         self.grid = OccGrid.from_voxel(grid_voxel)
+        extent = np.array(self.grid.pc_range[3:]) - np.array(self.grid.pc_range[:3])
+        if not np.allclose(np.array(self.grid.shape) * self.grid.voxel_size, extent, atol=1e-6):
+            raise ValueError(f'grid_voxel={grid_voxel} m does not tile the range {self.grid.pc_range}')
         self.cameras = tuple(cameras)
         self.test_mode = test_mode
         aug = aug or {}
-        self.img_aug = None if test_mode or not aug.get('img') else ImageAug(**aug['img'])
-        self.bev_aug = None if test_mode or not aug.get('bev') else BevAug(**aug['bev'])
+        self.img_aug_sampler = None if test_mode or not aug.get('img') else ImageAug(**aug['img'])
+        self.bev_aug_sampler = None if test_mode or not aug.get('bev') else BevAug(**aug['bev'])
         self.num_history, self.history_stride = int(num_history), int(history_stride)
         self.num_future, self.future_frame = int(num_future), future_frame
         self.load_neighbors, self.load_depth, self.depth_source = load_neighbors, load_depth, depth_source
@@ -268,8 +271,9 @@ class OccDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         info = self.infos[index]
         rng = self.rng(index)
-        img_params = self.img_aug.sample(rng) if self.img_aug is not None else None
-        bev_aug = self.bev_aug.sample(rng) if self.bev_aug is not None else np.eye(4, dtype=np.float32)
+        img_params = self.img_aug_sampler.sample(rng) if self.img_aug_sampler is not None else None
+        bev_aug = (self.bev_aug_sampler.sample(rng) if self.bev_aug_sampler is not None
+                   else np.eye(4, dtype=np.float32))
         frame, fulls = self._frame(info, img_params)
         out = dict(frame)
         out['bev_aug'] = bev_aug.astype(np.float32)
