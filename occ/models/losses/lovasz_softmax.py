@@ -25,22 +25,23 @@ def jaccard_increments(fg_sorted: torch.Tensor) -> torch.Tensor:
     """Increments of the Jaccard loss along a sorted prefix.
 
     Args:
-        fg_sorted: [N] float, 1 where the i-th largest error is a labelled (foreground) voxel.
+        fg_sorted: [..., N] float, 1 where the i-th largest error is a labelled
+            (foreground) voxel; leading dims are independent problems (classes).
 
     Returns:
-        [N] float, Δ(prefix i) − Δ(prefix i−1), with Δ(∅) = 0.
+        [..., N] float, Δ(prefix i) − Δ(prefix i−1), with Δ(∅) = 0.
     """
-    n_fg = fg_sorted.sum()
+    n_fg = fg_sorted.sum(-1, keepdim=True)
     # After the first i voxels are mispredicted: the intersection keeps the
     # foreground voxels not yet in the prefix, the union adds the background ones in it.
-    inter = n_fg - fg_sorted.cumsum(0)
-    union = n_fg + (1.0 - fg_sorted).cumsum(0)
+    inter = n_fg - fg_sorted.cumsum(-1)
+    union = n_fg + (1.0 - fg_sorted).cumsum(-1)
     loss = 1.0 - inter / union
-    return torch.cat([loss[:1], loss[1:] - loss[:-1]])
+    return torch.cat([loss[..., :1], loss[..., 1:] - loss[..., :-1]], -1)
 
 
 def lovasz_softmax_flat(probs: torch.Tensor, target: torch.Tensor, classes: str = 'present') -> torch.Tensor:
-    """Lovász-softmax on flat inputs.
+    """Lovász-softmax on flat inputs, all classes in one batched sort.
 
     Args:
         probs: [N, C] class probabilities (rows sum to 1).
@@ -50,18 +51,18 @@ def lovasz_softmax_flat(probs: torch.Tensor, target: torch.Tensor, classes: str 
     Returns:
         scalar.
     """
-    per_class = []
-    for c in range(probs.shape[1]):
-        fg = (target == c).to(probs.dtype)
-        if classes == 'present' and not bool(fg.any()):
-            continue
-        errors = (fg - probs[:, c]).abs()
-        errors_sorted, order = torch.sort(errors, descending=True)
-        # The increments depend on the sort order only, not on p: no gradient through them.
-        per_class.append(torch.dot(errors_sorted, jaccard_increments(fg[order])))
-    if not per_class:
+    c = probs.shape[1]
+    cls = torch.arange(c, device=target.device)
+    if classes == 'present':
+        cls = cls[torch.bincount(target, minlength=c) > 0]
+    if cls.numel() == 0:
         return probs.sum() * 0.0
-    return torch.stack(per_class).mean()
+    fg = (target[None, :] == cls[:, None]).to(probs.dtype)             # [K, N]
+    errors = (fg - probs.t()[cls]).abs()                               # [K, N]
+    errors_sorted, order = torch.sort(errors, dim=1, descending=True)
+    # The increments depend on the sort order only, not on p: no gradient through them.
+    per_class = (errors_sorted * jaccard_increments(fg.gather(1, order))).sum(1)
+    return per_class.mean()
 
 
 @MODELS.register_module()
@@ -87,5 +88,5 @@ class LovaszSoftmaxLoss(nn.Module):
         x, t = flatten_valid(logits, target, mask, type(self).__name__)
         if t.numel() == 0:
             return zero_loss(logits)
-        probs = torch.softmax(x.float() if x.dtype == torch.float16 else x, dim=1)
+        probs = torch.softmax(x.float() if x.dtype in (torch.float16, torch.bfloat16) else x, dim=1)
         return self.loss_weight * lovasz_softmax_flat(probs, t, self.classes)
