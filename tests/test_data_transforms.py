@@ -136,7 +136,8 @@ def slow_resample(arr, src2dst, grid, fill):
     return out
 
 
-@pytest.mark.parametrize('rot,fx,fy', [(0.0, True, False), (0.0, False, True), (17.0, True, True), (90.0, False, False)])
+@pytest.mark.parametrize('rot,fx,fy', [(0.0, True, False), (0.0, False, True), (17.0, True, True),
+                                        (90.0, False, False)])
 def test_bev_resample_matches_reference(rot, fx, fy):
     grid = OccGrid.from_voxel(8.0)                                   # 10 x 10 x 1: a fast reference
     rng = np.random.default_rng(1)

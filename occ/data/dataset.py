@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from occ.constants import CAMERA_NAMES, CLASS_NAMES, FREE, IGNORE_INDEX, IMG_MEAN, IMG_STD, OCC_COLORS
+from occ.constants import CAMERA_NAMES, CLASS_NAMES, IGNORE_INDEX, IMG_MEAN, IMG_STD, OCC_COLORS
 from occ.data.depth import dense_depth_path, load_dense_depth, load_points, project_depth, transform_points
 from occ.data.infos import load_infos
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels
@@ -307,4 +307,4 @@ def _to_torch(d: dict) -> dict:
             for k, v in d.items()}
 
 
-__all__ = ['OccDataset', 'load_image', 'reduce_to_grid', 'FREE']
+__all__ = ['OccDataset', 'load_image', 'reduce_to_grid']

@@ -75,7 +75,10 @@ def dense_depth_path(data_root: str, cam_data_path: str) -> str:
 
 
 def load_dense_depth(path: str, full: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """uint16 millimetre z-depth PNG (0 = none, 65535 = saturated, treated as none), warped by the 3x3 pixel map ``full`` -> float32 [H, W] metres."""
+    """uint16 millimetre z-depth PNG -> float32 [H, W] metres, warped by the 3x3 pixel map ``full``.
+
+    0 means no surface (sky); 65535 means "65.5 m or farther" and is treated as none.
+    """
     if not os.path.isfile(path):
         raise OccFileError(f'{path}: dense depth image not found')
     d = cv2.imread(path, cv2.IMREAD_UNCHANGED)
