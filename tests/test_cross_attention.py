@@ -74,6 +74,22 @@ def test_projection_lands_at_the_right_pixel_with_img_and_bev_aug():
     assert bool(valid.all())
 
 
+def test_projection_inverts_the_lift_splat_frustum():
+    # points lifted by lift-splat's frustum land back on their pixel centres
+    from occ.models.view_transforms.frustum import create_frustum, frustum_to_ego
+    aug = torch.eye(4)
+    aug[:2, :2] = torch.tensor([[0.9, -0.1], [0.1, 0.9]])
+    aug[0, 2], aug[1, 2] = 3.0, -2.0
+    intr, cam, img_aug = K[None, None], _cam2ego(40, (0.5, 0.3, 1.6))[None, None], aug[None, None]
+    frustum = create_frustum((32, 64), 8, (2.0, 10.0, 4.0))                  # [D, h, w, 3] (u, v, d)
+    ego = frustum_to_ego(frustum, intr, cam, img_aug)[0, 0]                 # [D, h, w, 3]
+    loc, valid = project_pillars(ego.reshape(-1, 1, 3), dict(intrinsics=intr, cam2ego=cam, img_aug=img_aug), (32, 64))
+    uv = frustum[..., :2].reshape(-1, 2)
+    expected = torch.stack([(uv[:, 0] + 0.5) / 64, (uv[:, 1] + 0.5) / 32], -1)
+    torch.testing.assert_close(loc[0, 0, :, 0], expected, rtol=1e-4, atol=1e-5)
+    assert bool(valid.all())
+
+
 def test_pillar_points_are_cell_centres():
     pts = pillar_points((-40, -40, -1, 40, 40, 5.4), (4, 2), 2)
     assert pts.shape == (8, 2, 3)
