@@ -340,3 +340,32 @@ def test_sequence_dataset_history_future_and_padding(tmp_path):
     assert [filtered.infos[i]['frame_idx'] for i in filtered.indices] == [2]
     with pytest.raises(ValueError, match='no sample'):
         OccSequenceDataset(info, num_history=4, num_future=3, require_history=True, min_future=3)
+
+
+def test_evaluate_forecasters_scores_copy_baselines():
+    from occ.models.world import evaluate_forecasters, format_table
+    b = _batch()
+    static = _batch()
+    # A world that does not change: copy-last is perfect at every horizon.
+    static['future_semantics'] = static['voxel_semantics'][:, None].repeat(1, 3, 1, 1, 1)
+    res = evaluate_forecasters({'copy': CopyLastForecaster(num_future=3)}, [static], 3)
+    assert res['samples'] == 2
+    assert all(res['copy'][h]['miou'] == 1.0 and res['copy'][h]['iou'] == 1.0 for h in ('0.5s', '1s', '1.5s'))
+    assert res['copy']['avg']['horizons'] == ['1s']
+    # Against random futures it is imperfect, and the future frame past the scene end is skipped.
+    res = evaluate_forecasters({'copy': CopyLastForecaster(num_future=3)}, [b], 3)
+    assert res['copy']['1s']['miou'] < 0.2
+    table = format_table(res, 3)
+    assert table.count('\n') == 2 and '| copy |' in table
+
+
+def test_world_configs_build():
+    from occ.engine import load_config
+    from occ.registry import MODELS
+    for name, kind in (('world_tokenizer_cpu', OccWorldModel), ('world_forecaster_cpu', OccWorldModel),
+                       ('world_copy_last', CopyLastForecaster), ('world_ego_warp', CopyLastForecaster)):
+        cfg = load_config(os.path.join(os.path.dirname(__file__), '..', 'configs', name + '.py'))
+        model = MODELS.build(cfg.model)
+        assert isinstance(model, kind)
+        assert cfg.train_dataloader.dataset.type == 'OccSequenceDataset'
+    assert model.ego_warp and cfg.model.voxel_size == 0.8

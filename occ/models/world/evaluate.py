@@ -7,7 +7,8 @@ import numpy as np
 import torch
 
 from occ.constants import NUM_CLASSES
-from occ.evaluation import forecast_metrics, future_hists, horizon_name
+from occ.evaluation import forecast_metrics, future_hists, horizon_name, iou_from_hist
+from occ.evaluation.confusion import group_hist
 
 
 @torch.no_grad()
@@ -19,10 +20,13 @@ def evaluate_forecasters(models: dict, dataloader, num_future: int, max_batches:
         dataloader: yields flat batches with ``future_semantics`` (``OccSequenceDataset``).
         num_future: H horizons scored.
     Returns:
-        name -> ``occ.evaluation.forecast_metrics`` dict (per horizon and 'avg' of 1/2/3 s),
-        plus ``'samples'``: the number of samples scored.
+        name -> ``occ.evaluation.forecast_metrics`` dict (per horizon and 'avg' of 1/2/3 s)
+        plus ``'current'``: mIoU/IoU of the model's current-frame ``semantics`` (the
+        tokenizer's reconstruction for a world model, the input itself for a copy
+        baseline), unmasked like the forecasts; and ``'samples'``: samples scored.
     """
     hists = {name: np.zeros((num_future, NUM_CLASSES, NUM_CLASSES), np.int64) for name in models}
+    cur = {name: np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64) for name in models}
     for m in models.values():
         m.eval()
     n = 0
@@ -30,6 +34,7 @@ def evaluate_forecasters(models: dict, dataloader, num_future: int, max_batches:
         if max_batches is not None and i >= max_batches:
             break
         gt = batch['future_semantics'][:, :num_future].numpy()
+        gt_cur = batch['voxel_semantics'].numpy()
         for name, model in models.items():
             data = model.data_preprocessor(batch, False)
             for b, out in enumerate(model(**data, mode='predict')):
@@ -37,8 +42,13 @@ def evaluate_forecasters(models: dict, dataloader, num_future: int, max_batches:
                 if len(pred) < num_future:
                     raise ValueError(f'{name}: predicted {len(pred)} future frames, {num_future} are scored')
                 hists[name] += future_hists(pred[:num_future], gt[b])
+                cur[name] += group_hist(np.asarray(out['semantics']), gt_cur[b])[0]
         n += len(gt)
-    res = {name: forecast_metrics(h) for name, h in hists.items()}
+    res = {}
+    for name, h in hists.items():
+        res[name] = forecast_metrics(h)
+        m = iou_from_hist(cur[name])
+        res[name]['current'] = {'miou': m['miou'], 'iou': m['iou']}
     res['samples'] = n
     return res
 
