@@ -130,6 +130,33 @@ def test_temporal_and_collab_call_sites():
     assert float(losses['bytes_sent']) == 123.0 and losses['bytes_sent'].requires_grad is False
 
 
+@MODELS.register_module(force=True)
+class _TestLabelHead(nn.Module):
+    uses_labels_in_forward = True
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Conv2d(8, 18 * 2, 1)
+        self.calls = []
+
+    def forward(self, bev, voxel_semantics=None, mask=None):
+        self.calls.append((voxel_semantics is not None, mask is not None))
+        x = self.proj(bev)
+        return dict(logits=x.view(x.shape[0], 18, 2, *x.shape[-2:]).permute(0, 1, 3, 4, 2))
+
+    def loss(self, out, voxel_semantics, mask):
+        return dict(loss_dummy=out['logits'].mean())
+
+
+def test_labels_reach_heads_that_ask_for_them_only_in_training():
+    model = build(head=dict(type='_TestLabelHead'), depth_loss_weight=0.0)
+    b = batch(with_depth=False)
+    model(b, mode='loss')
+    model.eval()
+    model(b, mode='predict')
+    assert model.head.calls == [(True, True), (False, False)]
+
+
 def test_mmengine_train_step_decreases_loss():
     from mmengine.optim import OptimWrapper
     model = build(depth_loss_weight=0.0)

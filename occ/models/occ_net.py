@@ -113,7 +113,11 @@ class OccNet(BaseModel):
         out = {}
         if self.collab is not None:
             bev, out['bytes_sent'] = self.collab(bev, batch, self.neighbor_bevs(batch, bev))
-        out.update(self.head(bev))
+        if self.training and getattr(self.head, 'uses_labels_in_forward', False) and 'voxel_semantics' in batch:
+            mask = batch['mask_camera'].bool() if self.use_mask_camera and 'mask_camera' in batch else None
+            out.update(self.head(bev, voxel_semantics=batch['voxel_semantics'], mask=mask))
+        else:
+            out.update(self.head(bev))
         out['bev'] = bev
         if vt.get('depth') is not None:
             out['depth'] = vt['depth']

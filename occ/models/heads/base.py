@@ -26,8 +26,13 @@ class BaseOccHead(nn.Module):
             An optional ``name`` key sets the logged key (default from the type:
             ``loss_weighted_ce``, ``loss_lovasz_softmax``, ...).
 
-    Subclasses return ``dict(logits=[B, 18, X, Y, Z], ...)`` from forward.
+    Subclasses return ``dict(logits=[B, 18, X, Y, Z], ...)`` from forward. A head
+    that needs the labels while training (e.g. to keep GT-occupied voxels) sets
+    ``uses_labels_in_forward = True``; OccNet then calls
+    ``head(bev, voxel_semantics=..., mask=...)`` in training.
     """
+
+    uses_labels_in_forward = False
 
     def __init__(self, losses: Optional[Sequence[dict]] = None):
         super().__init__()
