@@ -14,20 +14,18 @@ _base_ = [
     '../_base_/default_runtime.py',
 ]
 
+# Top-level data variables: occ.engine.config.propagate_data_vars moves the dataset dicts
+# (and their info files) with them, so `--cfg-options data_root=...` works too.
 img_size = (64, 176)
 load_depth = True
 data_root = 'data/demo_coop'
-max_neighbors = 2
 
-_coop = dict(data_root=data_root, img_size=img_size, load_depth=load_depth,
-             load_neighbors=True, max_neighbors=max_neighbors)
-train_dataloader = dict(batch_size=2, num_workers=1,
-                        dataset=dict(_coop, info_file=data_root + '/occ_infos_train.pkl'))
+_coop = dict(load_neighbors=True, max_neighbors=2)      # K = 2 neighbours per sample
+train_dataloader = dict(batch_size=2, num_workers=1, dataset=_coop)
 val_dataloader = None
 val_cfg = None
 val_evaluator = None
-test_dataloader = dict(batch_size=1, num_workers=1,
-                       dataset=dict(_coop, info_file=data_root + '/occ_infos_val.pkl'))
+test_dataloader = dict(batch_size=1, num_workers=1, dataset=_coop)
 test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
 
 train_cfg = dict(max_iters=600)
