@@ -369,3 +369,27 @@ def test_world_configs_build():
         assert isinstance(model, kind)
         assert cfg.train_dataloader.dataset.type == 'OccSequenceDataset'
     assert model.ego_warp and cfg.model.voxel_size == 0.8
+
+
+def test_world_model_camera_driven_mode():
+    torch.manual_seed(0)
+    m = OccWorldModel(
+        tokenizer=dict(type='OccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8, num_codes=16),
+        forecaster=dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2,
+                        max_frames=8, bev_channels=5, bev_stride=4),
+        stage='forecaster', num_future=3)
+    b = _batch()
+    b['context_bev'] = torch.randn(2, 3, 5, 16, 16)
+    losses = m(**m.data_preprocessor(b, True), mode='loss')
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert m.forecaster.bev_adapter.weight.grad is not None and m.forecaster.bev_adapter.weight.grad.abs().sum() > 0
+    m.eval()
+    p1 = m(**m.data_preprocessor(b, False), mode='predict')[0]['semantics_future']
+    b['voxel_semantics'] = torch.zeros_like(b['voxel_semantics'])       # GT context is not read
+    b['history']['voxel_semantics'].zero_()
+    p2 = m(**m.data_preprocessor(b, False), mode='predict')[0]['semantics_future']
+    np.testing.assert_array_equal(p1, p2)
+    b['context_bev'] = b['context_bev'][:, :2]
+    m.train()
+    with pytest.raises(ValueError, match='context_bev'):
+        m(**m.data_preprocessor(b, True), mode='loss')

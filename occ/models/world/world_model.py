@@ -13,6 +13,9 @@ from .ego import step_poses
 
 # Token targets to skip: not 255 (IGNORE_INDEX), which is a valid code of a 512-code book.
 NO_TARGET = -100
+# Camera-driven mode: the batch carries the camera model's BEV of every context frame here,
+# float [B, T + 1, C, X, Y] (oldest first, current last, each in its own ego frame).
+CONTEXT_BEV_KEY = 'context_bev'
 
 
 def sequence_poses(batch: dict) -> torch.Tensor:
@@ -69,6 +72,11 @@ class OccWorldModel(BaseModel):
         tokenizer_frames: frames the tokenizer stage reconstructs: 'current' (one a
             sample, cheapest) or 'context' (every existing past frame too).
         tokenizer_ckpt: checkpoint whose ``tokenizer.*`` weights are loaded (forecaster stage).
+
+    Camera-driven mode: when the batch has ``context_bev`` [B, T + 1, C, X, Y]
+    (the camera model's BEV per context frame) and the forecaster was built
+    with ``bev_channels=C``, those maps replace the tokenised ground-truth
+    context in both training and prediction (docs/WORLD.md).
     """
 
     def __init__(self, tokenizer: dict, forecaster: Optional[dict] = None, stage: str = 'tokenizer',
@@ -184,7 +192,14 @@ class OccWorldModel(BaseModel):
         n_ctx = ctx.shape[1]
         tokens = self.tokenize(labels)
         ego = step_poses(sequence_poses(batch))
-        logits = self.forecaster(tokens[:, :-1], ego[:, :-1])     # [B, S-1, K, x, y]; s predicts s+1
+        feats = batch.get(CONTEXT_BEV_KEY)
+        if feats is not None:    # camera-driven: context frames enter as BEV maps, the future as tokens
+            if feats.shape[1] != n_ctx:
+                raise ValueError(f'OccWorldModel: {CONTEXT_BEV_KEY} has {feats.shape[1]} frames, the context {n_ctx}')
+            logits = self.forecaster(tokens[:, n_ctx:-1] if labels.shape[1] - 1 > n_ctx else None,
+                                     ego[:, :-1], context_feats=feats)
+        else:
+            logits = self.forecaster(tokens[:, :-1], ego[:, :-1])  # [B, S-1, K, x, y]; s predicts s+1
         target = tokens[:, 1:].clone()
         # A target counts when it and its input frame exist (invalid history frames are
         # repeats of the earliest one; invalid future frames are 255 past the scene end).
@@ -212,7 +227,7 @@ class OccWorldModel(BaseModel):
     @torch.no_grad()
     def predict(self, batch: dict) -> list:
         rec = self.tokenizer(batch['voxel_semantics'])['logits'].argmax(1).to(torch.uint8)
-        fut = self.rollout(batch) if self.stage == 'forecaster' else None
+        fut = self.rollout(batch, batch.get(CONTEXT_BEV_KEY)) if self.stage == 'forecaster' else None
         tokens = batch.get('sample_token') or [None] * len(rec)
         out = []
         for i in range(len(rec)):
