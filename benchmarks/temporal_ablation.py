@@ -98,10 +98,8 @@ def box_mask(info: dict, keep: set, centers: np.ndarray, margin: float) -> np.nd
 # ------------------------------------------------------------------- evaluate
 @torch.no_grad()
 def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | None) -> dict:
-    from mmengine.runner import load_checkpoint
-
     from occ.data import occ_collate
-    from occ.engine.checkpoint import resolve_last_checkpoint
+    from occ.engine.checkpoint import resolve_last_checkpoint, verify_checkpoint
     from occ.engine.config import load_config
     from occ.registry import DATASETS, MODELS
 
@@ -110,7 +108,11 @@ def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | Non
     if ckpt is None:
         raise FileNotFoundError(f'{run_dir}: no last_checkpoint; train the config first')
     model = MODELS.build(cfg.model)
-    load_checkpoint(model, ckpt, map_location='cpu', logger='silent')
+    verify_checkpoint(ckpt)
+    # mmengine checkpoints hold more than tensors (message hub, schedulers), which
+    # torch's default weights_only=True rejects; load only checkpoints you trust.
+    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    model.load_state_dict({k.removeprefix('module.'): v for k, v in state.items()}, strict=True)
     model.eval()
     ds = DATASETS.build(cfg.test_dataloader.dataset)
     moving = moving_instances(ds.infos, min_speed)
@@ -162,9 +164,10 @@ def table(rows: list) -> str:
         if 'error' in r:
             lines.append(f'| {r["name"]} | failed: {r["error"]} |' + ' |' * (len(head) - 2))
             continue
+        train_s = '—' if r.get('train_s') is None else f'{r["train_s"]:.0f}'
         lines.append(f'| {r["name"]} | {pct(r["miou"])} | {pct(r["iou"])} | {pct(r["miou_occluded"])} | '
                      f'{pct(r["recall_occluded"])} | {pct(r["miou_moving"])} | {r["ms_per_frame"]:.0f} | '
-                     f'{r.get("train_s", 0):.0f} |')
+                     f'{train_s} |')
     return '\n'.join(lines) + '\n'
 
 
@@ -202,6 +205,9 @@ def main(argv=None) -> int:
                 row['error'] = f'training exit {rc} (see {run_dir})'
                 rows.append(row)
                 continue
+        stats = osp.join(run_dir, 'train_stats.json')
+        if row.get('train_s') is None and osp.isfile(stats):     # RunStatsHook's record of the run
+            row['train_s'] = json.load(open(stats)).get('train_time_s')
         print(f'[eval] {name}', flush=True)
         try:
             cfg_path = config
