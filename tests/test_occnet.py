@@ -169,3 +169,22 @@ def test_mmengine_train_step_decreases_loss():
     assert float(log['loss'].detach()) < first
     with pytest.raises(TypeError, match='flat batch dict'):
         model.data_preprocessor([b])
+
+
+def test_benchmark_tool_on_a_tiny_config(tmp_path, monkeypatch, capsys):
+    import importlib.util
+    import json
+    import os
+    cfg = tmp_path / 'tiny.py'
+    cfg.write_text(f'model = {tiny_cfg()!r}\nimg_size = (32, 64)\n')
+    root = os.path.join(os.path.dirname(__file__), '..')
+    spec = importlib.util.spec_from_file_location('bench_tool', os.path.join(root, 'tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    out = tmp_path / 'r.json'
+    monkeypatch.setattr('sys.argv', ['benchmark.py', str(cfg), '--repeat', '1', '--json', str(out)])
+    tool.main()
+    row = json.loads(out.read_text())[0]
+    assert row['img_size'] == [32, 64] and row['grid'] == list(GRID)
+    assert row['forward_s_per_frame'] > 0 and row['forward_backward_s_per_frame'] > 0 and row['peak_rss_mb'] > 0
+    assert '| ' + str(cfg) in capsys.readouterr().out
