@@ -31,15 +31,16 @@ def bev_image(semantics: np.ndarray, mask_camera: np.ndarray | None = None, scal
     return img
 
 
-def render_preview(path: str | None = None, seed: int = 0, index: int = 0, frame: int = 0,
-                   image_size=(216, 384), voxel: float = 0.4) -> np.ndarray:
+def render_preview(path: str | None = None, seed: int = 0, index: int = 0, frame: int = 12, frames: int = 40,
+                   image_size=(144, 256), voxel: float = 0.4) -> np.ndarray:
     """Render keyframe ``frame`` of world ``index`` and compose 6 cameras + BEV labels (RGB uint8).
 
+    ``frames`` must match the generation (the world's traffic depends on the scene length).
     Writes a PNG to ``path`` when given. Camera layout follows the nuScenes
     viewer: front row FRONT_LEFT, FRONT, FRONT_RIGHT; back row BACK_RIGHT, BACK, BACK_LEFT.
     """
     from occ.utils.io import atomic_write_bytes
-    world = build_world(seed, index, frame + 1)
+    world = build_world(seed, index, frames)
     fr = render_frame(world, frame, 0, image_size, OccGrid.from_voxel(voxel))
     cams = {c['name']: c['rgb'] for c in fr['cams']}
     front = np.concatenate([cams['CAM_FRONT_LEFT'], cams['CAM_FRONT'], cams['CAM_FRONT_RIGHT']], 1)

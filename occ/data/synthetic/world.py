@@ -62,7 +62,7 @@ class World:
 
     def ground_seen(self, agent: int = 0) -> np.ndarray:
         """bool [n, n] raster (cells of SEEN_RES m) of what the agent's LiDAR observes from some
-        keyframe of its scene: within SEEN_RANGE and not behind a building, wall, hedge or parked
+        keyframe of its scene: within SEEN_RANGE and not behind a building, wall or tall parked
         vehicle (their near face is seen). Occ3D labels static stuff only where accumulated LiDAR
         points exist; labels use this for the ground, manmade and vegetation classes."""
         key = ('seen', agent)
@@ -71,9 +71,10 @@ class World:
             self._cache[key] = observed_ground(occluder_raster(self.town.size, self.static_occluders()), pos)
         return self._cache[key]
 
-    def static_occluders(self, min_height: float = 0.8) -> np.ndarray:
+    def static_occluders(self, min_height: float = 1.5) -> np.ndarray:
         """Footprints [M, 5] (cx, cy, l, w, yaw) of static things at least ``min_height`` tall that
-        stand on the ground: buildings, walls, hedges, tree trunks, parked vehicles."""
+        stand on the ground (buildings, walls, tree trunks, tall parked vehicles): a roof LiDAR at
+        1.84 m sees the ground over lower ones such as barriers, hedges and most cars."""
         sc = self.town.scenery
         sel = (sc.size[:, 2] >= min_height) & (sc.center[:, 2] - sc.size[:, 2] / 2 < 0.5) & (sc.kind != 2)
         rects = [np.stack([sc.center[sel, 0], sc.center[sel, 1], sc.size[sel, 0], sc.size[sel, 1], sc.yaw[sel]], 1)]
