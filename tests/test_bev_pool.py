@@ -126,3 +126,14 @@ def test_cache_reuse_and_invalidation():
     torch.testing.assert_close(bev_pool(depth, feats, p3), naive_pool(depth, feats, geom2, PC_RANGE, GRID, True))
     # LRU bound
     assert len(cache) == 2
+
+
+def test_autocast_keeps_pooling_in_float32():
+    geom, depth, feats = random_case(6, dtype=torch.float32)
+    plan = build_bev_pool_plan(geom, PC_RANGE, GRID)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = bev_pool(depth, feats, plan)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, naive_pool(depth, feats, geom, PC_RANGE, GRID, True), rtol=1e-5, atol=1e-5)
+    out.sum().backward()
+    assert depth.grad.dtype == torch.float32 and torch.isfinite(feats.grad).all()

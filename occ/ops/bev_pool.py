@@ -89,9 +89,11 @@ def _csr(crow, col, values, shape):
 
 def _csr_matmul(m: torch.Tensor, dense: torch.Tensor) -> torch.Tensor:
     # addmm into a fresh buffer is several times faster on CPU than
-    # torch.sparse.mm, which adds layout copies around the same kernel
-    out = dense.new_zeros(m.shape[0], dense.shape[1])
-    return torch.addmm(out, m, dense, beta=0)
+    # torch.sparse.mm, which adds layout copies around the same kernel.
+    # Autocast would cast addmm to half; the sums run over thousands of points, keep fp32.
+    with torch.autocast(device_type=dense.device.type, enabled=False):
+        out = dense.new_zeros(m.shape[0], dense.shape[1])
+        return torch.addmm(out, m, dense, beta=0)
 
 
 def _crow_from_sorted_rows(rows: torch.Tensor, num_rows: int) -> torch.Tensor:
@@ -172,10 +174,12 @@ class _CSRMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             # dL/dM[r, p] = <grad_out[r], F[p]> on the non-zeros only (SDDMM)
             pattern = _csr(plan.crow, plan.col, torch.zeros_like(values), (plan.num_rows, plan.num_pixels))
-            grad_values = torch.sparse.sampled_addmm(pattern, grad_out, feats.t().contiguous()).values()
+            with torch.autocast(device_type=feats.device.type, enabled=False):
+                grad_values = torch.sparse.sampled_addmm(pattern, grad_out.to(feats.dtype),
+                                                         feats.t().contiguous()).values()
         if ctx.needs_input_grad[1]:
             mt = _csr(plan.crow_t, plan.col_t, values[plan.perm_t], (plan.num_pixels, plan.num_rows))
-            grad_feats = _csr_matmul(mt, grad_out)
+            grad_feats = _csr_matmul(mt, grad_out.to(values.dtype))
         return grad_values, grad_feats, None
 
 
