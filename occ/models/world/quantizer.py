@@ -39,8 +39,9 @@ class VectorQuantizer(nn.Module):
             self.register_buffer('ema_sum', init.clone())
         else:
             self.codebook = nn.Parameter(init)
-        # Usage in expected assignments per batch (EMA), and steps since the last restart.
-        self.register_buffer('usage', torch.ones(num_codes))
+        # Usage in expected assignments per batch (EMA). It starts at 0, so codes the
+        # first ``restart_every`` steps never pick are restarted on real encoder outputs.
+        self.register_buffer('usage', torch.zeros(num_codes))
         self.register_buffer('steps', torch.zeros((), dtype=torch.long))
 
     # -- lookup ---------------------------------------------------------------------------
