@@ -22,9 +22,23 @@ from occ.engine.config import load_config, select_optim_wrapper, sync_schedule
 from occ.registry import DATASETS, METRICS, MODELS
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-sys.path.insert(0, osp.join(ROOT, 'tools'))
-import test as test_tool  # noqa: E402  (tools/test.py)
-import train as train_tool  # noqa: E402  (tools/train.py)
+
+
+def load_tool(name: str):
+    """Import tools/<name>.py under a private module name (putting tools/ on sys.path
+    would let tools/test.py shadow the standard library's ``test`` package)."""
+    import importlib.util
+    key = f'occ_engine_tools_{name}'
+    if key not in sys.modules:
+        spec = importlib.util.spec_from_file_location(key, osp.join(ROOT, 'tools', f'{name}.py'))
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules[key] = mod
+        spec.loader.exec_module(mod)
+    return sys.modules[key]
+
+
+train_tool = load_tool('train')
+test_tool = load_tool('test')
 
 GRID = (4, 4, 2)
 

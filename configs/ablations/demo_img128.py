@@ -1,0 +1,4 @@
+# Demo ablation: full CPU input size 128x352 instead of 64x176 (about 2x the cost per iteration).
+_base_ = ['../occ_cpu_demo.py']
+
+img_size = (128, 352)
