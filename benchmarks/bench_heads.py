@@ -2,9 +2,10 @@
 
 Both heads take the same BEV features [1, C, X, Y] and are trained on the
 same real Occ3D frame (tests/fixtures, coarsened 2x for the 100x100x8 grid)
-with the same losses (class-weighted CE + Lovász-softmax on mask_camera).
-Head settings come from configs/_base_/models/lss_dense.py and lss_sparse.py,
-with only the grid changed. One training step = forward + loss + backward;
+with the same losses (class-weighted CE + Lovász-softmax on mask_camera; the
+dense head applies them to all camera-visible voxels, the sparse head to its
+active ones). Head settings come from configs/_base_/models/lss_dense.py and
+lss_sparse.py, with only the grid and the losses set here. One training step = forward + loss + backward;
 the sparse head keeps GT-occupied voxels as it does in training. A third
 row, ``sparse_keep_all``, runs the sparse head with pruning disabled (every
 voxel of every level kept, i.e. a dense 3-D decoder of the same network):
@@ -41,6 +42,7 @@ sys.path.insert(0, ROOT)
 LABELS = os.path.join(ROOT, 'tests/fixtures/occ3d-sample/29796060110c4163b07f06eff4af0753/labels.npz')
 CHANNELS = 64
 KINDS = ('dense', 'sparse', 'sparse_keep_all')
+LOSSES = [dict(type='WeightedCELoss', class_weight='auto'), dict(type='LovaszSoftmaxLoss')]
 
 
 def load_labels(grid, path=LABELS):
@@ -63,6 +65,7 @@ def build_head(kind, grid):
     name = 'lss_dense' if kind == 'dense' else 'lss_sparse'
     cfg = Config.fromfile(os.path.join(ROOT, f'configs/_base_/models/{name}.py')).model.head.to_dict()
     cfg['in_channels'] = CHANNELS
+    cfg['losses'] = LOSSES
     if kind == 'dense':
         cfg['num_z'] = grid[2]
     else:
