@@ -34,13 +34,15 @@ def _pose(x, y, yaw):
 
 
 def _median_time(fn, repeat):
+    """Median (wall seconds, process CPU seconds) of ``repeat`` calls after a warm-up."""
     fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def bench_strategies(repeat):
@@ -59,12 +61,14 @@ def bench_strategies(repeat):
         with torch.no_grad():
             _, nbytes = m(bev, batch, nbs)
             t = _median_time(lambda: m(bev, batch, nbs), repeat)
-        rows.append((strat, budget, float(nbytes) / 2, m.last_stats['tokens_received'], t))
-    base = rows[0][4]
-    print('| strategy | budget (B) | bytes/message | tokens received (2 msgs) | time | vs full |')
-    print('|---|---:|---:|---:|---:|---:|')
-    for strat, budget, nb, tok, t in rows:
-        print(f'| {strat} | {budget or "-"} | {nb:.0f} | {tok} | {t * 1000:.0f} ms | {t / base:.2f}x |')
+        rows.append((strat, budget, float(nbytes) / 2, m.last_stats['tokens_received'], *t))
+    base_w, base_c = rows[0][4], rows[0][5]
+    print('| strategy | budget (B) | bytes/message | tokens received (2 msgs) | wall | CPU time | '
+          'wall vs full | CPU vs full |')
+    print('|---|---:|---:|---:|---:|---:|---:|---:|')
+    for strat, budget, nb, tok, w, c in rows:
+        print(f'| {strat} | {budget or "-"} | {nb:.0f} | {tok} | {w * 1000:.0f} ms | {c * 1000:.0f} ms | '
+              f'{w / base_w:.2f}x | {c / base_c:.2f}x |')
 
 
 def bench_attention(repeat):
@@ -72,7 +76,7 @@ def bench_attention(repeat):
     torch.manual_seed(0)
     q_pos = bev_cell_centres(50, 50, RNG)
     query = torch.randn(q_pos.shape[0], C, generator=g)
-    print('\n| tokens | local k=8, 2 m | global | global / local |')
+    print('\n| tokens | local k=8, 2 m (wall / CPU) | global (wall / CPU) | global / local (wall / CPU) |')
     print('|---:|---:|---:|---:|')
     for n in (64, 512):
         tok = torch.randn(n, C, generator=g)
@@ -84,7 +88,8 @@ def bench_attention(repeat):
         with torch.no_grad():
             tl = _median_time(lambda: local(query, q_pos, tok, pos, size), repeat)
             tg = _median_time(lambda: glob(query, q_pos, tok, pos, size), repeat)
-        print(f'| {n} | {tl * 1000:.0f} ms | {tg * 1000:.0f} ms | {tg / tl:.1f}x |')
+        print(f'| {n} | {tl[0] * 1000:.0f} / {tl[1] * 1000:.0f} ms | {tg[0] * 1000:.0f} / {tg[1] * 1000:.0f} ms '
+              f'| {tg[0] / tl[0]:.1f}x / {tg[1] / tl[1]:.1f}x |')
 
 
 def main():
