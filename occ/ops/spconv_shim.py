@@ -12,6 +12,7 @@ with ``from spconv.pytorch.cppcore import get_current_stream``.
 """
 from __future__ import annotations
 
+import logging
 import sys
 
 import torch
@@ -31,6 +32,25 @@ def _null_stream_if_no_cuda(original):
     return get_current_stream
 
 
+def _silence_fx_tracing_notice() -> None:
+    # Every spconv module forward calls torch.fx's is_fx_tracing(), whose first
+    # call logs a once-per-process deprecation notice aimed at spconv's authors,
+    # not at users. Emit it once here with that logger muted (it is cached, so
+    # it stays quiet). Private torch API: skipped if it is not there.
+    try:
+        from torch.fx import _symbolic_trace
+        notice = _symbolic_trace.is_fx_tracing_warning
+    except (ImportError, AttributeError):
+        return
+    fx_log = logging.getLogger(_symbolic_trace.__name__)
+    level = fx_log.level
+    fx_log.setLevel(logging.ERROR)
+    try:
+        notice()
+    finally:
+        fx_log.setLevel(level)
+
+
 def apply_spconv_shim() -> bool:
     """Patch spconv's ``get_current_stream`` everywhere it is bound.
 
@@ -45,6 +65,7 @@ def apply_spconv_shim() -> bool:
         from spconv.pytorch import cppcore
     except ImportError:
         return False
+    _silence_fx_tracing_notice()
     original = cppcore.get_current_stream
     patched = _null_stream_if_no_cuda(original)
     cppcore.get_current_stream = patched
