@@ -269,3 +269,21 @@ def test_bucketed_neighbour_search_finds_the_same_tokens_in_reach():
             exh = {int(i) for i, d in zip(ie[q], de[q]) if d <= reach[i]}
             buc = {int(i) for i, d in zip(ib[q], db[q]) if d <= reach[i]}
             assert exh == buc, q
+
+
+def test_external_confidence_picks_the_sent_cells_and_augmented_neighbours_are_refused():
+    from occ.models.collab.message import HEADER
+    m = _module(strategy='topk', budget_bytes=HEADER.size + 2 * (C * 2 + 4))     # exactly 2 fp16 tokens
+    nbs = torch.randn(1, 1, C, X, Y)
+    conf = torch.zeros(1, 1, X, Y)
+    conf[0, 0, 3, 4], conf[0, 0, 8, 1] = 5.0, 4.0
+    data, _ = m.make_message(nbs[0, 0], (0.0, 0.0, 0.0), conf[0, 0])
+    _, pos, _, _, _ = m.receive(data, (0.0, 0.0, 0.0), None, CELL)
+    cells, _ = points_to_cells(pos, (X, Y), RNG)
+    assert sorted(cells.tolist()) == [[3, 4], [8, 1]]
+    batch = _batch()
+    aug = torch.eye(4)
+    aug[1, 1] = -1.0
+    batch['neighbors']['bev_aug'] = aug[None, None]
+    with pytest.raises(ValueError, match='without BEV augmentation'):
+        m(torch.zeros(1, C, X, Y), batch, nbs)

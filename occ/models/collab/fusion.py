@@ -129,11 +129,10 @@ class CollabFusion(nn.Module):
         n = max_tokens_for_budget(self.budget_bytes, c, self.quant, True, itemsize)
         if n == 0:
             return None, None
-        size = None
         if self.select_ratio is not None:
             keep = topk_by_confidence(score, max(n, math.ceil(self.select_ratio * num)))
             feat, pos = feat[keep], pos[keep]
-        merged = merge_to(feat, pos, n, size=size, radius=self.merge_radius)
+        merged = merge_to(feat, pos, n, radius=self.merge_radius)
         data = encode_tokens(merged['feat'], merged['pos'], merged['size'], pose, self.quant)
         return data, merged['feat']
 
@@ -208,7 +207,7 @@ class CollabFusion(nn.Module):
                     if in_range:
                         sender_bev = neighbor_bevs[b, k]
                         if n_aug is not None:
-                            sender_bev = self._unaugment(sender_bev, n_aug[b, k])
+                            self._check_not_augmented(n_aug[b, k])
                         noisy = perturb_pose(true_pose, self.pose_noise_m, self.pose_noise_deg,
                                              self._gen_pose)
                         conf = neighbor_conf[b, k] if neighbor_conf is not None else None
@@ -253,10 +252,9 @@ class CollabFusion(nn.Module):
             key = ('slot', b, k)
         return key, (int(frame[b]) if frame is not None else None)
 
-    def _unaugment(self, bev: torch.Tensor, aug: torch.Tensor) -> torch.Tensor:
-        """A neighbour map built under a BEV augmentation is resampled back to its plain ego frame."""
-        a = bev_aug_2d(aug)
-        if torch.allclose(a, torch.eye(3, dtype=a.dtype)):
-            return bev
-        raise ValueError('CollabFusion: neighbours must be encoded without BEV augmentation '
-                         '(neighbors["bev_aug"] is not the identity); augment only the ego')
+    @staticmethod
+    def _check_not_augmented(aug: torch.Tensor) -> None:
+        """Token positions are cell centres of the sender's *plain* ego frame: refuse a BEV-augmented map."""
+        if not torch.allclose(bev_aug_2d(aug), torch.eye(3, dtype=torch.float64)):
+            raise ValueError('CollabFusion: neighbours must be encoded without BEV augmentation '
+                             '(neighbors["bev_aug"] is not the identity); augment only the ego')
