@@ -155,3 +155,34 @@ def test_registry_and_bad_grid():
     assert head.coarse_shape == (4, 4, 2)
     with pytest.raises(ValueError, match='divisible'):
         SparseOccHead(in_channels=4, grid_shape=(10, 10, 6), channels=(4, 4, 4))
+
+
+@pytest.mark.slow
+def test_overfits_one_scene_and_prunes_at_inference():
+    # Trained with GT-kept voxels, the head must learn to keep the right voxels
+    # on its own (eval mode, no labels) and label them: near-perfect IoU on one scene.
+    torch.manual_seed(0)
+    grid = (16, 16, 8)
+    head = SparseOccHead(16, grid, channels=(32, 16, 16))
+    bev = torch.randn(1, 16, 16, 16)
+    sem = torch.full((1, *grid), 17, dtype=torch.uint8)
+    sem[..., 0] = 11
+    sem[0, 3:6, 3:9, 1:4] = 4
+    sem[0, 10:12, 2:4, 1:5] = 7
+    sem[0, 12:16, 10:16, 1:7] = 15
+    opt = torch.optim.Adam(head.parameters(), 1e-2)
+    for _ in range(100):
+        head.train()
+        losses = head.loss(head(bev, sem), sem)
+        opt.zero_grad()
+        sum(losses.values()).backward()
+        opt.step()
+    head.eval()
+    with torch.no_grad():
+        out = head(bev)
+    pred = out['logits'].argmax(1)
+    for c in (4, 7, 11, 15, 17):
+        inter = int(((pred == c) & (sem == c)).sum())
+        union = int(((pred == c) | (sem == c)).sum())
+        assert inter / union > 0.9, (c, inter, union)
+    assert out['sparse'][0].shape[0] < sem.numel() // 2          # it pruned
