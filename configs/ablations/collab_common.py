@@ -35,3 +35,7 @@ default_hooks = dict(
     logger=dict(interval=10),
     checkpoint=dict(interval=100, max_keep_ckpts=2),
 )
+
+# Under DDP (--launcher pytorch): a frame whose neighbours are all missing or out of range
+# leaves the fusion's parameters without gradient, which plain DDP rejects.
+model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)
