@@ -213,3 +213,32 @@ def test_forward_shapes_upsampling_registry_and_errors():
         model(feats, bad)
     with pytest.raises(ValueError, match='divisible'):
         CrossAttentionBEV(in_channels=8, voxel_size=8.0, bev_downsample=3)
+
+
+def test_a_query_reads_only_where_its_pillar_projects():
+    # Gradient of one BEV query w.r.t. the image features is non-zero only in the
+    # cameras its pillar hits, within the initial sampling radius (num_points
+    # feature cells, plus the bilinear corners) of a projected pillar point.
+    torch.manual_seed(0)
+    model = CrossAttentionBEV(in_channels=8, embed_dims=16, voxel_size=8.0, bev_downsample=1,
+                              in_indices=(0,), num_layers=1, num_heads=2, num_z=2, num_points=2)
+    intr = torch.tensor([[40., 0, 32], [0, 40, 16], [0, 0, 1]])
+    cams = torch.stack([_cam2ego(yaw) for yaw in (60, 0, -60, 120, 180, -120)])
+    batch = dict(imgs=torch.zeros(1, 6, 3, 32, 64), intrinsics=intr.expand(1, 6, 3, 3),
+                 cam2ego=cams[None], img_aug=torch.eye(4).expand(1, 6, 4, 4))
+    feats = torch.randn(6, 8, 8, 16, requires_grad=True)           # stride 4
+    loc, valid = project_pillars(model.ref_points, batch, (32, 64))
+    hit = valid[0].any(-1)                                          # [N, Q]
+    q = int(hit.sum(0).argmax())                                    # a query seen by the most cameras
+    assert int(hit[:, q].sum()) >= 1
+    model.encode([feats], batch)[0, q].sum().backward()
+    g = feats.grad.abs().sum(1)                                     # [N, h, w]
+    for n in range(6):
+        if not bool(hit[n, q]):
+            assert float(g[n].sum()) == 0.0
+            continue
+        assert float(g[n].sum()) > 0
+        cells = (loc[0, n, q] * torch.tensor([16.0, 8.0]) - 0.5)     # pillar points in feature cells (x, y)
+        ys, xs = torch.nonzero(g[n] > 0, as_tuple=True)
+        d = torch.cdist(torch.stack([xs, ys], -1).float(), cells).min(-1).values
+        assert float(d.max()) <= 2 + math.sqrt(2) + 1e-4       # offset radius + bilinear corners
