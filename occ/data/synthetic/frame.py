@@ -94,17 +94,19 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     # Camera mask: the same for the camera rays and the occupied voxels inside some image; as in
     # Occ3D it keeps only LiDAR-observed voxels. Occlusion is tested from the rig centre.
     rig = camera_rig(image_size)
-    mask_cam = np.zeros(sem.size, bool)
     in_view = np.zeros(len(occ_idx), bool)
+    origins, dirs = [], []
     for cam in rig:
         d = pixel_rays(cam['intrinsics'], cam['height'], cam['width'], pix_stride) @ cam['cam2ego'][:3, :3].T
-        mask_cam |= ray_visibility(occ, grid, cam['cam2ego'][:3, 3], d).ravel()
+        dirs.append(d)
+        origins.append(np.broadcast_to(cam['cam2ego'][:3, 3], d.shape))
         e2c = np.linalg.inv(cam['cam2ego'])
         pc = occ_pts @ e2c[:3, :3].T + e2c[:3, 3]
         uvw = pc @ cam['intrinsics'].T
         z = np.maximum(uvw[:, 2], 1e-6)
         in_view |= (pc[:, 2] > 0.1) & (uvw[:, 0] / z >= 0) & (uvw[:, 0] / z < cam['width']) & \
             (uvw[:, 1] / z >= 0) & (uvw[:, 1] / z < cam['height'])
+    mask_cam = ray_visibility(occ, grid, np.concatenate(origins), np.concatenate(dirs)).ravel()
     rig_centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
     mask_cam[occ_idx[in_view]] |= voxel_visibility(occ, grid, rig_centre, occ_idx[in_view])
     mask_cam &= mask_lidar

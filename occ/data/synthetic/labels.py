@@ -130,7 +130,8 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
     """Voxels (bool [X, Y, Z]) traversed by rays up to and including their first occupied voxel.
 
     Args:
-        occupied: bool [X, Y, Z]; origin: [3] ray origin (ego frame); dirs: [R, 3] unit directions.
+        occupied: bool [X, Y, Z]; origin: [3] or per-ray [R, 3] origins (ego frame);
+        dirs: [R, 3] unit directions.
     Exact voxel traversal (Amanatides & Woo), all rays advanced together one voxel
     boundary per iteration. Rays leaving the grid without meeting an occupied
     voxel mark nothing.
@@ -139,18 +140,18 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
     v = grid.voxel_size
     lo = grid.lower
     hi = lo + shape * v
-    origin = np.asarray(origin, np.float64)
+    origin = np.broadcast_to(np.asarray(origin, np.float64), dirs.shape)
     with np.errstate(divide='ignore', invalid='ignore'):
         dd = np.where(np.abs(dirs) < 1e-12, 1e-12, dirs)
         t_a, t_b = (lo - origin) / dd, (hi - origin) / dd
         t_in = np.maximum(np.minimum(t_a, t_b).max(1), 0)
         t_out = np.maximum(t_a, t_b).min(1)
         ok = t_out > t_in
-        d, t_in, t_out = dd[ok], t_in[ok], t_out[ok]
-        p = origin + d * (t_in + 1e-9)[:, None]
+        d, o, t_in, t_out = dd[ok], origin[ok], t_in[ok], t_out[ok]
+        p = o + d * (t_in + 1e-9)[:, None]
         ijk = np.clip(np.floor((p - lo) / v).astype(np.int64), 0, shape - 1)
         step = np.where(d > 0, 1, -1)
-        t_max = (lo + (ijk + (step > 0)) * v - origin) / d                # next boundary, per axis
+        t_max = (lo + (ijk + (step > 0)) * v - o) / d                     # next boundary, per axis
         t_delta = v / np.abs(d)
     occ_flat = occupied.ravel()
     alive = np.arange(len(d))

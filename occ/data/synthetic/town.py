@@ -145,7 +145,7 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
     xs, ys = spans(vroads), spans(hroads)
     for bx0, bx1 in xs:
         for by0, by1 in ys:
-            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.55, 0.3, 0.07, 0.08])
+            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.63, 0.22, 0.07, 0.08])
             _fill_block(rng, b, placements, walkways, rect, kind, bx0 + 0.5, bx1 - 0.5, by0 + 0.5, by1 - 0.5)
 
     # Sidewalks, drive area, medians and paint along each road.
@@ -366,7 +366,7 @@ def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
             keep_out = lambda x, y: abs(x - cx) < 3.5 or abs(y - cy) < 3.5   # noqa: E731
         else:
             keep_out = lambda x, y: False   # noqa: E731
-        for _ in range(int(wx * wy / 70)):
+        for _ in range(int(wx * wy / 40)):
             x, y = rng.uniform(x0 + 2, x1 - 2), rng.uniform(y0 + 2, y1 - 2)
             if keep_out(x, y):
                 continue

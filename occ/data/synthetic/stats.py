@@ -1,0 +1,64 @@
+"""Label statistics of synthetic worlds next to a real Occ3D-nuScenes frame (data/README.md table)."""
+from __future__ import annotations
+
+import numpy as np
+
+from occ.constants import CLASS_NAMES, FREE
+from occ.grid import OccGrid
+
+from .frame import make_labels
+from .generate import DEFAULT_IMAGE_SIZE
+from .world import build_world
+
+_SHARE_CLASSES = (16, 11, 15, 13, 4, 14, 3, 12, 0, 1, 7, 10)
+_VISIBLE_CLASSES = (4, 3, 13, 14, 11, 15, 16)
+
+
+def label_statistics(labels: list) -> dict:
+    """Figures of the real-frame README for a list of label dicts (semantics, mask_camera, mask_lidar)."""
+    sem = np.stack([x['semantics'] for x in labels])
+    mc = np.stack([x['mask_camera'] for x in labels]).astype(bool)
+    ml = np.stack([x['mask_lidar'] for x in labels]).astype(bool)
+    occ = sem != FREE
+    occ_cls = sem[occ]
+    return {
+        'free': float((~occ).mean()), 'mask_camera': float(mc.mean()), 'mask_lidar': float(ml.mean()),
+        'occupied_per_frame': float(occ.sum() / len(labels)),
+        'share': {c: float((occ_cls == c).mean()) for c in range(17)},
+        'per_z': (occ.sum((0, 1, 2)) / len(labels)).tolist(),
+        'visible': {c: float((mc & (sem == c)).sum() / max(1, (sem == c).sum())) for c in range(17)},
+    }
+
+
+def world_statistics(seed: int = 0, worlds: int = 4, frames=(5, 20, 35), scene_frames: int = 40,
+                     voxel: float = 0.4) -> dict:
+    """label_statistics over keyframes ``frames`` of ``worlds`` default worlds."""
+    grid = OccGrid.from_voxel(voxel)
+    labels = []
+    for w in range(worlds):
+        world = build_world(seed, w, scene_frames)
+        labels += [make_labels(world, f, 0, grid, DEFAULT_IMAGE_SIZE) for f in frames]
+    return label_statistics(labels)
+
+
+def comparison_table(ours: dict, real: dict | None) -> str:
+    """Markdown table: figure | synthetic | real."""
+    def fmt(d, key, sub=None, pct=True):
+        if d is None:
+            return 'n/a'
+        v = d[key] if sub is None else d[key][sub]
+        return f'{v:.3f}' if pct else f'{v:,.0f}'
+    rows = ['| figure | synthetic | real Occ3D frame |', '|---|---|---|']
+    rows.append(f'| free (17) fraction | {fmt(ours, "free")} | {fmt(real, "free")} |')
+    rows.append(f'| `mask_camera` fraction | {fmt(ours, "mask_camera")} | {fmt(real, "mask_camera")} |')
+    rows.append(f'| `mask_lidar` fraction | {fmt(ours, "mask_lidar")} | {fmt(real, "mask_lidar")} |')
+    rows.append(f'| occupied voxels per frame | {fmt(ours, "occupied_per_frame", pct=False)} | '
+                f'{fmt(real, "occupied_per_frame", pct=False)} |')
+    for c in _SHARE_CLASSES:
+        rows.append(f'| share of occupied: {CLASS_NAMES[c]} | {fmt(ours, "share", c)} | {fmt(real, "share", c)} |')
+    for c in _VISIBLE_CLASSES:
+        rows.append(f'| in mask_camera: {CLASS_NAMES[c]} | {fmt(ours, "visible", c)} | {fmt(real, "visible", c)} |')
+    z = ', '.join(f'{v:,.0f}' for v in ours['per_z'])
+    zr = ', '.join(f'{v:,.0f}' for v in real['per_z']) if real else 'n/a'
+    rows.append(f'| occupied per z level (0 = lowest) | {z} | {zr} |')
+    return '\n'.join(rows)
