@@ -338,3 +338,26 @@ def test_sampler_forwards_epoch_to_dataset():
     s.set_epoch(2)
     assert ds.epochs_seen == [0, 2] and ds.epoch == 2
     assert sorted(s) == list(range(6))
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path):
+    """torchrun --nproc_per_node 2 tools/train.py CONFIG --launcher pytorch (CPU, gloo):
+    checkpoints and stats are written (by rank 0) and the loss guard's per-iteration
+    all-reduce does not hang."""
+    import subprocess
+    cfg = write_config(tmp_path, max_iters=6, ckpt_interval=3, extra=(
+        "custom_imports = dict(imports=['test_engine'], allow_failed_imports=False)\n"
+        "env_cfg = dict(dist_cfg=dict(backend='gloo'))\n"
+        "model = dict(type='ToyOccModel', nan_at=None)\n"))
+    wd = str(tmp_path / 'ddp')
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([osp.dirname(osp.abspath(__file__)), ROOT]))
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29577',
+           osp.join(ROOT, 'tools', 'train.py'), cfg, '--work-dir', wd, '--launcher', 'pytorch']
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert open(osp.join(wd, 'last_checkpoint')).read().strip().endswith('iter_6.pth')
+    verify_checkpoint(osp.join(wd, 'iter_6.pth'))
+    assert json.load(open(osp.join(wd, 'train_stats.json')))['iters'] == 6
+    assert not [p for p in os.listdir(wd) if p.endswith('.tmp')]

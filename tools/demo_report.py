@@ -25,6 +25,8 @@ sys.path.insert(0, osp.abspath(osp.join(osp.dirname(__file__), '..')))
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
+from mmengine.config import DictAction  # noqa: E402
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,6 +36,8 @@ def parse_args(argv=None):
     p.add_argument('--out', help='report folder (default <work-dir>/report)')
     p.add_argument('--num-pictures', type=int, default=3)
     p.add_argument('--ray-iou', action='store_true', help='also compute RayIoU (slower)')
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='the same overrides given to train.py/test.py (e.g. data_root=...)')
     p.add_argument('--require-beat', action='store_true',
                    help='exit with status 3 unless the model beats the prior on mIoU and dynamic mIoU')
     return p.parse_args(argv)
@@ -58,7 +62,7 @@ def main(argv=None) -> int:
     from occ.evaluation.metric import load_infos
 
     t0 = time.perf_counter()
-    cfg = load_config(args.config, work_dir=args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir)
     train_info = cfg.train_dataloader.dataset.info_file
     val_info = cfg.test_dataloader.dataset.info_file
     with open(val_info, 'rb') as f:

@@ -33,12 +33,33 @@ def parse_args(argv=None):
     return args
 
 
+def init_cpu_distributed(launcher: str) -> bool:
+    """torchrun without CUDA: join the process group with gloo ourselves.
+
+    mmengine's pytorch launcher calls ``torch.cuda.set_device`` unconditionally;
+    once a group exists the Runner uses it as is, so multi-process CPU training
+    (and the DDP test) works with the same command line.
+    """
+    import torch
+    import torch.distributed as dist
+    if launcher != 'pytorch' or torch.cuda.is_available():
+        return False
+    if not dist.is_initialized():
+        dist.init_process_group(backend='gloo')
+    return True
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     import occ.registry  # noqa: F401  (registries with scope 'occ')
     from occ.engine import CheckpointError, NonFiniteLossError, OccRunner, load_config
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.seed, args.launcher)
+    if init_cpu_distributed(args.launcher) and cfg.get('model_wrapper_cfg') is None:
+        # CPU DDP: no device_ids (mmengine's default passes the local GPU index).
+        cfg.model_wrapper_cfg = dict(type='MMDistributedDataParallel', device_ids=None,
+                                     broadcast_buffers=False,
+                                     find_unused_parameters=cfg.get('find_unused_parameters', False))
     if args.resume == 'auto':
         cfg.resume, cfg.load_from = True, None
     elif args.resume is not None:
