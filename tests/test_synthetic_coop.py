@@ -65,3 +65,15 @@ def test_world_has_every_class_and_plausible_sizes():
     moving = [n for n, m in enumerate(w.motion) if m in ('vehicle', 'pedestrian', 'agent')]
     step = np.linalg.norm(w.pose[1, moving, :2] - w.pose[0, moving, :2], axis=1)
     assert (step > 0.2).mean() > 0.5 and step.max() < 7.0
+
+
+def test_bad_arguments_are_named(tmp_path):
+    import pytest
+    with pytest.raises(ValueError, match='voxel'):
+        generate(str(tmp_path / 'x'), scenes=1, frames=1, voxel=0.5)
+    with pytest.raises(ValueError, match='agents'):
+        generate(str(tmp_path / 'x'), scenes=1, frames=1, agents=0)
+    f = tmp_path / 'file'
+    f.write_text('')
+    with pytest.raises(ValueError, match=str(f)):
+        generate(str(f), scenes=1, frames=1)

@@ -131,6 +131,8 @@ def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, age
         raise ValueError(f'image_size {image_size} is too small (need at least 16 x 16)')
     t_start = time.perf_counter()
     out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f'{out_dir}: output root exists and is not a directory')
     os.makedirs(out_dir, exist_ok=True)
     jobs = [(out_dir, seed, w, f0, min(frames, f0 + FRAME_CHUNK), frames, agents, voxel, image_size)
             for w in range(scenes) for f0 in range(0, frames, FRAME_CHUNK)]

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .objects import (TEX_BARK, TEX_CONCRETE, TEX_DARK, TEX_FACADE, TEX_FOLIAGE, TEX_PAINT, TEX_PLAIN,
-                      TEX_STRIPES)
+from .objects import TEX_BARK, TEX_CONCRETE, TEX_DARK, TEX_FACADE, TEX_FOLIAGE, TEX_PAINT, TEX_PLAIN
 from .primitives import PrimitiveBuilder, Primitives
 
 LANE_W = 3.5
