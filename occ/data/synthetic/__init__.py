@@ -6,10 +6,12 @@ Typical use::
     summary = generate('data/demo', scenes=6, frames=40, seed=0)
 
 To query a generated scene again (tests do): rebuild its world from the seed
-and render any keyframe::
+and render any keyframe; ``frames`` and ``agents`` must be those of the
+generation (traffic depends on the scene length)::
 
     world = build_world(seed, index, frames, agents)
     frame = render_frame(world, f, agent, image_size, OccGrid.from_voxel(0.8))
+    frame['cams'][k]['rgb'], frame['lidar']['points'], frame['labels']['semantics'], frame['boxes']
 
 See data/README.md for the file layout and conventions.
 """
