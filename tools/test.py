@@ -38,19 +38,22 @@ def parse_args(argv=None):
 
 
 def label_grid_of(dataset_cfg) -> tuple | None:
-    """(X, Y, Z) of the label files behind a dataset config, from its info file's metadata."""
+    """(X, Y, Z) of the label files behind a dataset config: the grid of its first label file."""
     import pickle
 
-    from occ.grid import OCC3D_RANGE, OccGrid
+    from occ.data.occ3d_io import load_occ3d_labels
     info_file = dataset_cfg.get('info_file')
     if not info_file or not os.path.isfile(info_file):
         return None
     with open(info_file, 'rb') as f:
-        meta = pickle.load(f).get('metadata', {})
-    grid = meta.get('grid') or {}
-    if 'voxel_size' not in grid:
+        data = pickle.load(f)
+    infos = data.get('infos') or []
+    root = dataset_cfg.get('data_root') or data.get('metadata', {}).get('dataroot', '')
+    first = next((i for i in infos if i.get('occ_path')), None)
+    if first is None:
         return None
-    return OccGrid.from_voxel(grid['voxel_size'], grid.get('pc_range', OCC3D_RANGE)).shape
+    path = os.path.join(root, first['occ_path'])
+    return load_occ3d_labels(path)['semantics'].shape if os.path.isfile(path) else None
 
 
 def resolve_checkpoint(path: str) -> str:
@@ -80,6 +83,12 @@ def main(argv=None) -> int:
         return 1
     cfg = load_config(args.config, args.cfg_options, args.work_dir, None, args.launcher)
     cfg.load_from, cfg.resume = args.checkpoint, False
+    info_file = cfg.test_dataloader.dataset.get('info_file')
+    if info_file and os.path.isfile(info_file):
+        from occ.evaluation.metric import load_infos
+        if not load_infos(info_file):
+            print(f'test.py: {info_file}: the test split has no samples', file=sys.stderr)
+            return 2
     if args.out:
         label_grid = label_grid_of(cfg.test_dataloader.dataset) if args.pred_grid == 'labels' else None
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
