@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from occ.constants import FREE, IGNORE_INDEX, NUM_CLASSES
+from occ.constants import IGNORE_INDEX, NUM_CLASSES
 from occ.registry import MODELS
 
 from .quantizer import VectorQuantizer
@@ -120,4 +120,4 @@ class OccTokenizer(nn.Module):
         return q
 
 
-__all__ = ['OccTokenizer', 'ResBlock2d', 'FREE']
+__all__ = ['OccTokenizer', 'ResBlock2d']
