@@ -50,8 +50,17 @@ def test_shim_patches_every_bound_name():
         assert cppcore.get_current_stream() == 0
 
 
+@pytest.fixture(params=[1, 2], ids=['1thread', '2threads'])
+def torch_threads(request):
+    # spconv's CPU kernels race with several torch threads; the shim serialises them.
+    prev = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(prev)
+
+
 @pytest.mark.parametrize('kind', ['subm', 'sparse_stride2'])
-def test_spconv_matches_dense_conv3d_forward_backward(kind):
+def test_spconv_matches_dense_conv3d_forward_backward(kind, torch_threads):
     gen = torch.Generator().manual_seed(0)
     torch.manual_seed(0)
     shape, batch, cin, cout = (6, 5, 4), 2, 3, 4

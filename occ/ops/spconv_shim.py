@@ -9,9 +9,17 @@ The patch is applied once, when ``occ.ops`` is imported. It replaces the
 function in ``spconv.pytorch.cppcore`` (so modules imported later pick up the
 patched one) and in every already-imported spconv module that bound the name
 with ``from spconv.pytorch.cppcore import get_current_stream``.
+
+Second fix, found by the dense-conv3d test: spconv 2.3.8's CPU kernels give
+WRONG results (differences of order 1, not rounding) when torch runs more than
+one intra-op thread; with one thread they equal dense conv3d exactly. So every
+sparse-conv kernel in ``spconv.pytorch.ops`` runs with one torch thread when
+its tensors are on the CPU (CUDA calls are untouched).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import sys
 
@@ -51,8 +59,49 @@ def _silence_fx_tracing_notice() -> None:
         fx_log.setLevel(level)
 
 
+# spconv.pytorch.ops kernels whose CPU path races with several threads (forward and backward).
+_CPU_KERNEL_PREFIXES = ('indice_conv', 'implicit_gemm', 'indice_maxpool', 'indice_avgpool',
+                        'get_indice_pairs', 'global_pool_rearrange')
+
+
+@contextlib.contextmanager
+def _one_torch_thread():
+    prev = torch.get_num_threads()
+    if prev == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _single_threaded_on_cpu(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        on_cuda = any(isinstance(a, torch.Tensor) and a.is_cuda
+                      for a in (*args, *kwargs.values()))
+        if on_cuda:
+            return fn(*args, **kwargs)
+        with _one_torch_thread():
+            return fn(*args, **kwargs)
+    wrapper.__occ_single_threaded__ = True
+    return wrapper
+
+
+def _serialise_cpu_kernels(ops_module) -> None:
+    # spconv.pytorch.functional calls ``ops.<name>(...)`` through the module at
+    # call time, so replacing the module attributes reaches every caller.
+    for name in dir(ops_module):
+        fn = getattr(ops_module, name)
+        if (name.startswith(_CPU_KERNEL_PREFIXES) and callable(fn)
+                and not getattr(fn, '__occ_single_threaded__', False)):
+            setattr(ops_module, name, _single_threaded_on_cpu(fn))
+
+
 def apply_spconv_shim() -> bool:
-    """Patch spconv's ``get_current_stream`` everywhere it is bound.
+    """Patch spconv's ``get_current_stream`` everywhere it is bound; serialise its CPU kernels.
 
     Returns True if spconv is installed (patched now or earlier), False if
     spconv cannot be imported (sparse heads then raise a clear error).
@@ -66,6 +115,8 @@ def apply_spconv_shim() -> bool:
     except ImportError:
         return False
     _silence_fx_tracing_notice()
+    from spconv.pytorch import ops
+    _serialise_cpu_kernels(ops)
     original = cppcore.get_current_stream
     patched = _null_stream_if_no_cuda(original)
     cppcore.get_current_stream = patched
