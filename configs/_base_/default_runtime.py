@@ -29,7 +29,9 @@ custom_hooks = [
 
 log_processor = dict(type='LogProcessor', window_size=10, by_epoch=False)
 vis_backends = [dict(type='LocalVisBackend'), dict(type='TensorboardVisBackend')]
-visualizer = dict(type='Visualizer', vis_backends=vis_backends, name='visualizer')
+# No fixed `name`: mmengine then names the visualizer after the run (config + timestamp), so
+# several runs in one process (tests, notebooks) each log into their own work dir.
+visualizer = dict(type='Visualizer', vis_backends=vis_backends)
 log_level = 'INFO'
 
 load_from = None
