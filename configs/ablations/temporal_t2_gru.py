@@ -1,22 +1,4 @@
-# Temporal ablation, T = 2 past keyframes, recurrent ConvGRU memory (trained on 2-frame unrolls, streamed over whole scenes).
-# Training recomputes the 2 history BEV maps with the same encoder (no grad);
-# val/test stream: the memory is kept across consecutive samples of a scene, so
-# the dataset loads no history there (docs/TEMPORAL.md).
-_base_ = ['../occ_cpu_demo.py']
+# Temporal ablation, T = 2, recurrent memory (ConvGRU over the aligned previous state) instead of concat + conv.
+_base_ = ['./temporal_t2.py']
 
-model = dict(
-    temporal=dict(
-        type='TemporalFusion',
-        fusion=dict(type='ConvGRUFusion', channels=64),      # C of lss_dense.py
-        num_history=2,
-        history_stride=1,
-        pc_range=[-40.0, -40.0, -1.0, 40.0, 40.0, 5.4],
-        history_grad=False,
-        streaming=True,
-    ),
-)
-# History only in training (val/test stream), so the dataloaders are set directly:
-# a top-level num_history would give val/test history too.
-train_dataloader = dict(dataset=dict(num_history=2, history_stride=1))
-val_dataloader = dict(dataset=dict(num_history=0))
-test_dataloader = dict(dataset=dict(num_history=0))
+model = dict(temporal=dict(fusion=dict(_delete_=True, type='ConvGRUFusion', channels=64)))
