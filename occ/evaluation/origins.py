@@ -16,10 +16,9 @@ says so when it falls back to it.
 """
 from __future__ import annotations
 
-from collections import defaultdict
-
 import numpy as np
 
+from occ.evaluation.sources import infos_by_scene
 from occ.grid import OccGrid
 
 NUSCENES_LIDAR_IN_EGO = (0.9858, 0.0, 1.8402)
@@ -67,12 +66,8 @@ def origins_from_infos(infos: list, grid: OccGrid, max_origins: int = MAX_ORIGIN
     infos of each scene (the frames given, in time order). A frame whose own
     LiDAR is outside the grid (never for real data) falls back to ``default_origins``.
     """
-    scenes = defaultdict(list)
-    for info in infos:
-        scenes[info['scene_name']].append(info)
     out = {}
-    for frames in scenes.values():
-        frames.sort(key=lambda i: i['timestamp'])
+    for frames in infos_by_scene(infos):
         e2g = np.stack([np.asarray(f['ego2global'], np.float64) for f in frames])
         l2e = np.stack([np.asarray(f['lidar2ego'], np.float64) for f in frames])
         for ref, info in enumerate(frames):

@@ -46,14 +46,18 @@ def discover_gt(root: str) -> dict:
     return found
 
 
-def scene_sequences(infos: list) -> dict:
-    """token -> list of the tokens that follow it in its scene (time order)."""
+def infos_by_scene(infos: list) -> list:
+    """Info dicts grouped by ``scene_name``, each group in time order."""
     scenes = defaultdict(list)
     for info in infos:
         scenes[info['scene_name']].append(info)
+    return [sorted(frames, key=lambda i: i['timestamp']) for frames in scenes.values()]
+
+
+def scene_sequences(infos: list) -> dict:
+    """token -> list of the tokens that follow it in its scene (time order)."""
     nxt = {}
-    for frames in scenes.values():
-        frames.sort(key=lambda i: i['timestamp'])
+    for frames in infos_by_scene(infos):
         toks = [f['token'] for f in frames]
         for i, t in enumerate(toks):
             nxt[t] = toks[i + 1:]
