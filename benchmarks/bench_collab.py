@@ -20,17 +20,14 @@ import torch
 
 from occ.models.collab import CollabFusion, LocalTokenAttention
 from occ.models.collab.tokens import bev_cell_centres
+from occ.utils.transforms import planar_pose
 
 C, X = 64, 100
 RNG = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 
 
 def _pose(x, y, yaw):
-    m = torch.eye(4)
-    a = math.radians(yaw)
-    m[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    m[0, 3], m[1, 3] = x, y
-    return m
+    return planar_pose(x, y, math.radians(yaw))
 
 
 def _median_time(fn, repeat):

@@ -29,6 +29,7 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 from mmengine.config import Config  # noqa: E402
 
 from occ.registry import MODELS  # noqa: E402
+from occ.utils.transforms import planar_pose  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PC_RANGE = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]
@@ -37,11 +38,7 @@ KEYS = ('imgs', 'intrinsics', 'cam2ego', 'img_aug', 'ego2global', 'bev_aug')
 
 
 def pose(x, y, yaw):
-    c, s = math.cos(yaw), math.sin(yaw)
-    m = torch.eye(4)
-    m[:2, :2] = torch.tensor([[c, -s], [s, c]])
-    m[:2, 3] = torch.tensor([x, y])
-    return m
+    return planar_pose(x, y, yaw)
 
 
 def make_frames(n, hw, seed=0):

@@ -9,6 +9,7 @@ from occ.models.collab import CollabFusion, LocalTokenAttention
 from occ.models.collab.pose import perturb_pose, pose2d
 from occ.models.collab.tokens import bev_cell_centres, points_to_cells
 from occ.registry import MODELS
+from occ.utils.transforms import planar_pose
 
 C, X, Y = 8, 10, 10
 RNG = (-8.0, -8.0, -1.0, 8.0, 8.0, 5.4)      # 1.6 m cells
@@ -16,11 +17,7 @@ CELL = 1.6
 
 
 def _e2g(x, y, yaw_deg):
-    m = torch.eye(4)
-    a = math.radians(yaw_deg)
-    m[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    m[0, 3], m[1, 3] = x, y
-    return m
+    return planar_pose(x, y, math.radians(yaw_deg))
 
 
 def _batch(ego_pose=(0, 0, 0), nb_poses=((0, 0, 0),), valid=None, b=1):

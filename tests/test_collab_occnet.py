@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from occ.registry import MODELS
+from occ.utils.transforms import planar_pose
 
 RNG = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 VOXEL = 8.0                    # 10 x 10 x 1 grid: tiny, the wiring is what is tested
@@ -35,11 +36,7 @@ def _model(strategy):
 
 
 def _pose(x, y, yaw_deg):
-    m = torch.eye(4)
-    a = math.radians(yaw_deg)
-    m[:2, :2] = torch.tensor([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-    m[0, 3], m[1, 3] = x, y
-    return m
+    return planar_pose(x, y, math.radians(yaw_deg))
 
 
 def _batch(k=2):

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from occ.models.temporal import TemporalFusion, TemporalSelfAttention
+from occ.utils.transforms import planar_pose
 
 PC = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 C, N = 8, 12
@@ -15,11 +16,7 @@ FUSIONS = [dict(type='ConcatConvFusion'), dict(type='TemporalSelfAttention', num
 
 
 def pose(x, y, yaw):
-    c, s = math.cos(yaw), math.sin(yaw)
-    m = torch.eye(4)
-    m[:2, :2] = torch.tensor([[c, -s], [s, c]])
-    m[:2, 3] = torch.tensor([x, y])
-    return m
+    return planar_pose(x, y, yaw)
 
 
 def make_scene(seed, n_frames):

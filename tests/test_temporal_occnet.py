@@ -7,17 +7,14 @@ import torch
 from mmengine.config import Config
 
 from occ.registry import MODELS
+from occ.utils.transforms import planar_pose
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 H, W, N_CAM = 64, 176, 6
 
 
 def _pose(x, y, yaw):
-    c, s = math.cos(yaw), math.sin(yaw)
-    m = torch.eye(4)
-    m[:2, :2] = torch.tensor([[c, -s], [s, c]])
-    m[:2, 3] = torch.tensor([x, y])
-    return m
+    return planar_pose(x, y, yaw)
 
 
 def _rig():
