@@ -181,6 +181,7 @@ def main(argv=None) -> int:
     ap.add_argument('--min-speed', type=float, default=0.5, help='m/s above which an object is moving')
     ap.add_argument('--max-samples', type=int, default=None, help='evaluate only the first N val samples')
     ap.add_argument('--threads', type=int, default=2)
+    ap.add_argument('--seed', type=int, default=None, help='training seed of every run (randomness.seed)')
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
@@ -195,6 +196,8 @@ def main(argv=None) -> int:
             opts.append(f'train_cfg.max_iters={args.iters}')
         if not args.skip_train:
             cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', run_dir]
+            if args.seed is not None:
+                cmd += ['--seed', str(args.seed)]
             if opts:
                 cmd += ['--cfg-options'] + opts
             print(f'[train] {name}', flush=True)

@@ -284,3 +284,33 @@ def test_external_confidence_picks_the_sent_cells_and_augmented_neighbours_are_r
     batch['neighbors']['bev_aug'] = aug[None, None]
     with pytest.raises(ValueError, match='without BEV augmentation'):
         m(torch.zeros(1, C, X, Y), batch, nbs)
+
+
+def test_train_mix_draws_seeded_links_in_training_only():
+    bev, nbs = _maps(b=1, k=1)
+    mix = dict(strategies=('tome', 'topk', 'full'), budget_range=(300, 3000))
+    m = _module(strategy='topk', budget_bytes=700, train_mix=mix)
+    draws = [m.draw_training_link() for _ in range(200)]
+    assert {s for s, _ in draws} == {'tome', 'topk', 'full'}
+    budgets = [b for _, b in draws]
+    assert 300 <= min(budgets) and max(budgets) <= 3000
+    # log-uniform: about half the draws below the geometric mean sqrt(300 * 3000) ~ 949
+    assert 0.35 < sum(b < math.sqrt(300 * 3000) for b in budgets) / len(budgets) < 0.65
+    m.reset_state()
+    assert [m.draw_training_link() for _ in range(200)] == draws          # seeded
+    # Training: one drawn link per call, the configured one restored afterwards.
+    m.reset_state()
+    m.train()
+    sizes = {m(bev, _batch(), nbs)[1].item() for _ in range(12)}
+    assert len(sizes) > 3 and (m.strategy, m.budget_bytes) == ('topk', 700)
+    # Eval: always the configured strategy and budget, bit for bit the module without a mix.
+    m.eval()
+    plain = _module(strategy='topk', budget_bytes=700).eval()
+    plain.load_state_dict(m.state_dict())
+    out, nbytes = m(bev, _batch(), nbs)
+    out2, nbytes2 = plain(bev, _batch(), nbs)
+    assert torch.equal(out, out2) and nbytes.item() == nbytes2.item() <= 700
+    with pytest.raises(ValueError, match='train_mix'):
+        _module(train_mix=dict(strategies=('none',), budget_range=(1, 2)))
+    with pytest.raises(ValueError, match='budget_range'):
+        _module(train_mix=dict(strategies=('tome',), budget_range=(0, 2)))

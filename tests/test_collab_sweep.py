@@ -83,3 +83,30 @@ def test_sweep_configs_span_100x_and_build():
     assert m.strategy == 'tome' and m.channel.latency == 1
     assert cfg.model.collab.embed_dims == cfg.model.view_transform.out_channels
     assert list(cfg.model.collab.pc_range) == list(cfg.model.view_transform.pc_range)
+
+
+def test_report_curve_filter_and_plot(tmp_path):
+    from occ.models.collab.sweep import plot_sweep, strategy_of
+    assert strategy_of('collab_budget_topk_20k') == 'topk' and strategy_of('collab_budget_ego') == 'ego'
+    assert strategy_of('x') == ''
+    rows = [dict(name='collab_budget_ego', bytes=0, miou=20.0),
+            dict(name='collab_budget_full', bytes=2_560_000, miou=30.0),
+            dict(name='collab_budget_tome_20k', bytes=20_000, miou=24.0),
+            dict(name='collab_budget_tome_200k', bytes=200_000, miou=28.0),
+            dict(name='collab_budget_random_20k', bytes=20_000, miou=21.0),
+            dict(name='collab_budget_random_200k', bytes=200_000, miou=22.0)]
+    tome = budget_report(rows, curve='tome')
+    ref = budget_report([dict(r, name=r['name'].split('_')[-1]) for r in rows
+                         if 'random' not in r['name']])
+    assert tome['ego_miou'] == 20.0 and tome['full_miou'] == 30.0
+    assert tome['miou_at_target'] == pytest.approx(ref['miou_at_target'])
+    rnd = budget_report(rows, curve='random')
+    assert rnd['miou_at_target'] < tome['miou_at_target']
+    with pytest.raises(ValueError, match="no 'topk' rows"):
+        budget_report(rows, curve='topk')
+    plot_sweep(tome, str(tmp_path / 's.png'), title='t')
+    assert open(tmp_path / 's.png', 'rb').read(4) == b'\x89PNG'
+    path = tmp_path / 'rows.json'
+    path.write_text(json.dumps(rows))
+    assert main([str(path), '--curve', 'tome', '--plot', str(tmp_path / 'm.png')]) == 0
+    assert (tmp_path / 'm.png').exists()

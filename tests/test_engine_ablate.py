@@ -64,3 +64,20 @@ def test_ablate_runs_toy_grid(tmp_path):
     md = open(osp.join(root, 'ablation.md')).read()
     assert 'toy_cfg__lr-0.05' in md and 'acc' in md
     assert open(osp.join(root, 'ablation.png'), 'rb').read(4) == b'\x89PNG'
+
+    # --load-from: no training, every run tests the given weights -> the trained run's metric.
+    ckpt = open(osp.join(root, rows[1]['name'], 'last_checkpoint')).read().strip()
+    root2 = str(tmp_path / 'abl_eval')
+    os.environ['PYTHONPATH'] = HERE + os.pathsep + os.environ.get('PYTHONPATH', '')
+    try:
+        rc = main([cfg, '--grid', 'optim_wrapper.optimizer.lr=0.0,0.05', '--work-root', root2,
+                   '--metric', 'acc', '--load-from', ckpt])
+        assert main([cfg, '--work-root', root2, '--load-from', str(tmp_path / 'nope.pth')]) == 2
+    finally:
+        os.environ['PYTHONPATH'] = os.environ['PYTHONPATH'].split(os.pathsep, 1)[1]
+    assert rc == 0
+    evals = json.load(open(osp.join(root2, 'ablation.json')))
+    assert [r['acc'] for r in evals] == [rows[1]['acc'], rows[1]['acc']]
+    for r in evals:
+        assert r['load_from'] == ckpt and r.get('iters') is None
+        assert not osp.exists(osp.join(root2, r['name'], 'train_stats.json'))

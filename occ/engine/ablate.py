@@ -4,6 +4,10 @@ Each run is a separate process (``python -m occ.engine.ablate --worker ...``)
 that trains, then tests, in one mmengine Runner, so its peak RSS is its own.
 Results are collected from ``<run>/metrics.json`` and ``<run>/train_stats.json``
 into ``ablation.json``, ``ablation.md`` (table) and ``ablation.png`` (plot).
+
+With ``--load-from CKPT`` nothing is trained: every run tests the same weights
+under its own config (e.g. one collaboration model at many bandwidth budgets,
+as Where2comm sweeps its threshold at inference time).
 """
 from __future__ import annotations
 
@@ -81,8 +85,10 @@ def expand_runs(configs: list, grid: list) -> list:
 
 # ----------------------------------------------------------------------------- worker
 
-def worker(config: str, work_dir: str, options: dict, iters: int | None) -> dict:
-    """Train then test one config in this process; write ``metrics.json``; return metrics."""
+def worker(config: str, work_dir: str, options: dict, iters: int | None,
+           load_from: str | None = None) -> dict:
+    """Train then test one config in this process (only test ``load_from`` when given);
+    write ``metrics.json``; return metrics."""
     import occ.registry  # noqa: F401
     from occ.engine.config import load_config
     from occ.engine.runner import OccRunner
@@ -91,6 +97,16 @@ def worker(config: str, work_dir: str, options: dict, iters: int | None) -> dict
     if iters is not None:
         opts['train_cfg.max_iters'] = int(iters)
     cfg = load_config(config, opts, work_dir)
+    if load_from is not None:
+        if not osp.isfile(load_from):
+            raise FileNotFoundError(f'{load_from}: checkpoint to test not found')
+        cfg.load_from = load_from
+        cfg.resume = False
+        runner = OccRunner.from_cfg(cfg)
+        metrics = runner.test()
+        metrics = {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
+        atomic_save_json(osp.join(work_dir, 'metrics.json'), metrics)
+        return metrics
     hooks = list(cfg.get('custom_hooks', []))
     if not any(h.get('type') == 'RunStatsHook' for h in hooks):
         cfg.custom_hooks = hooks + [dict(type='RunStatsHook')]
@@ -189,8 +205,10 @@ def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
 
 
 def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = None,
-                 metric: str = 'miou', logx: bool = False, env: dict | None = None) -> list:
-    """Run every (config, grid point) in its own process, then write the table and the plot."""
+                 metric: str = 'miou', logx: bool = False, env: dict | None = None,
+                 load_from: str | None = None) -> list:
+    """Run every (config, grid point) in its own process, then write the table and the plot.
+    With ``load_from`` every run only tests that checkpoint."""
     runs = expand_runs(configs, grid)
     os.makedirs(work_root, exist_ok=True)
     rows = []
@@ -199,6 +217,8 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
         cmd = [sys.executable, '-m', 'occ.engine.ablate', '--worker', run['config'], '--work-dir', run_dir]
         if iters is not None:
             cmd += ['--iters', str(iters)]
+        if load_from is not None:
+            cmd += ['--load-from', load_from]
         if run['options']:
             cmd += ['--options'] + [f'{k}={v}' for k, v in run['options'].items()]
         print(f'[{i + 1}/{len(runs)}] {run["name"]}', flush=True)
@@ -208,6 +228,8 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
             [ROOT] + [p for p in proc_env.get('PYTHONPATH', '').split(os.pathsep) if p])
         res = subprocess.run(cmd, cwd=os.getcwd(), env=proc_env)
         row = collect(run, run_dir, metric)
+        if load_from is not None:
+            row['load_from'] = load_from
         row['wall_s'] = round(time.perf_counter() - t0, 1)
         if res.returncode != 0:
             row['status'] = f'failed (exit {res.returncode}, see {run_dir})'
@@ -227,6 +249,8 @@ def parse_args(argv=None):
     p.add_argument('--iters', type=int, default=None, help='override train_cfg.max_iters of every run')
     p.add_argument('--metric', default='miou', help='metric key to tabulate and plot (default miou)')
     p.add_argument('--logx', action='store_true', help='log x-axis for a numeric grid')
+    p.add_argument('--load-from', default=None, metavar='CKPT',
+                   help='do not train: test this checkpoint under every config')
     # internal: one run in this process
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--work-dir', help=argparse.SUPPRESS)
@@ -238,9 +262,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         opts = dict(o.split('=', 1) for o in args.options)
-        worker(args.configs[0], args.work_dir, opts, args.iters)
+        worker(args.configs[0], args.work_dir, opts, args.iters, args.load_from)
         return 0
-    rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx)
+    if args.load_from is not None and not osp.isfile(args.load_from):
+        p_err = f'{args.load_from}: checkpoint to test not found'
+        print(p_err, file=sys.stderr)
+        return 2
+    rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx,
+                        load_from=args.load_from)
     print(markdown_table(rows, args.metric))
     print(f'table: {osp.join(args.work_root, "ablation.md")}  plot: {osp.join(args.work_root, "ablation.png")}')
     return 0 if all(r['status'] == 'ok' for r in rows) else 1

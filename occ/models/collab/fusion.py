@@ -57,6 +57,11 @@ class CollabFusion(nn.Module):
         pose_noise_m, pose_noise_deg: std of the sender's localisation error written in its header.
         seed: seeds pose noise, random selection and message loss.
         zero_init: the fusion starts as the identity (output projection zero).
+        train_mix: optional ``dict(strategies=(...), budget_range=(lo, hi))``: in training mode
+            every forward call draws one strategy from ``strategies`` and one budget log-uniform
+            in [lo, hi] bytes (seeded), so one set of weights serves every budget at test time
+            (Where2comm trains once and sweeps its threshold at inference). Eval mode always
+            uses ``strategy`` / ``budget_bytes``.
     """
 
     def __init__(self, embed_dims: int, pc_range=(-40.0, -40.0, -1.0, 40.0, 40.0, 5.4),
@@ -65,7 +70,8 @@ class CollabFusion(nn.Module):
                  merge_radius: float = 4.0, attn_k: int = 8, attn_radius: float = 2.0,
                  reach_scale: float = 1.5, num_heads: int = 4, comm_range: float | None = None,
                  drop_prob: float = 0.0, latency: int = 0, pose_noise_m: float = 0.0,
-                 pose_noise_deg: float = 0.0, seed: int = 0, zero_init: bool = True):
+                 pose_noise_deg: float = 0.0, seed: int = 0, zero_init: bool = True,
+                 train_mix: dict | None = None):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f'CollabFusion: strategy {strategy!r} not in {STRATEGIES}')
@@ -82,6 +88,7 @@ class CollabFusion(nn.Module):
         self.conf_head = nn.Conv2d(embed_dims, 1, 1) if confidence == 'learned' else None
         self.attn = LocalTokenAttention(embed_dims, num_heads, attn_k, attn_radius, zero_init=zero_init)
         self.channel = CommChannel(drop_prob, latency, seed)
+        self.train_mix = self._check_train_mix(train_mix)
         self.reset_state()
         self.last_stats: dict = {}
 
@@ -90,6 +97,29 @@ class CollabFusion(nn.Module):
         self.channel.reset()
         self._gen_pose = torch.Generator().manual_seed(self.seed + 1)
         self._gen_select = torch.Generator().manual_seed(self.seed + 2)
+        self._gen_mix = torch.Generator().manual_seed(self.seed + 3)
+
+    @staticmethod
+    def _check_train_mix(mix: dict | None) -> dict | None:
+        if mix is None:
+            return None
+        strategies = tuple(mix.get('strategies', ()))
+        bad = [s for s in strategies if s not in STRATEGIES or s == 'none']
+        if not strategies or bad:
+            raise ValueError(f'CollabFusion: train_mix strategies {strategies} must be a non-empty '
+                             f'subset of {STRATEGIES[1:]}')
+        lo, hi = (float(v) for v in mix.get('budget_range', (0, 0)))
+        if not 0 < lo <= hi:
+            raise ValueError(f'CollabFusion: train_mix budget_range must be 0 < lo <= hi, got {(lo, hi)}')
+        return dict(strategies=strategies, budget_range=(lo, hi))
+
+    def draw_training_link(self) -> tuple:
+        """(strategy, budget_bytes) for one training step under ``train_mix`` (seeded)."""
+        strategies, (lo, hi) = self.train_mix['strategies'], self.train_mix['budget_range']
+        u = torch.rand(2, generator=self._gen_mix, dtype=torch.float64)
+        strategy = strategies[int(u[0] * len(strategies)) % len(strategies)]
+        budget = int(round(math.exp(math.log(lo) + float(u[1]) * (math.log(hi) - math.log(lo)))))
+        return strategy, budget
 
     # ----------------------------------------------------------------- sender
     def make_message(self, bev: torch.Tensor, pose: tuple, conf: torch.Tensor | None = None):
@@ -177,6 +207,16 @@ class CollabFusion(nn.Module):
         Returns:
             (fused BEV [B, C, X, Y], bytes_sent [B] float: bytes the neighbours transmitted).
         """
+        if self.training and self.train_mix is not None:
+            fixed = self.strategy, self.budget_bytes
+            self.strategy, self.budget_bytes = self.draw_training_link()
+            try:
+                return self._fuse(bev, batch, neighbor_bevs, neighbor_conf)
+            finally:
+                self.strategy, self.budget_bytes = fixed
+        return self._fuse(bev, batch, neighbor_bevs, neighbor_conf)
+
+    def _fuse(self, bev, batch, neighbor_bevs, neighbor_conf):
         b_sz = bev.shape[0]
         bytes_sent = torch.zeros(b_sz, device=bev.device)
         nb = batch.get('neighbors') if isinstance(batch, dict) else None

@@ -7,12 +7,19 @@ named ``full`` (or has the most bytes). The gain retained at a size ``s`` is
 ``(mIoU(s) - mIoU_ego) / (mIoU_full - mIoU_ego)``, with ``mIoU(s)``
 interpolated linearly in log2(bytes) between measured budgets.
 
+With ``--curve tome`` only the rows whose name contains ``tome`` (plus the
+full-sharing row) make the curve read at 1/16; without it every compressed
+row does. ``--plot PNG`` draws mIoU against bytes (log x) with one line per
+strategy, ego-only as a horizontal line and full sharing as a star.
+
     python -m occ.models.collab.sweep results.csv     # columns name, bytes, miou
-    python -m occ.models.collab.sweep work_dirs/<ablation>/ablation.json   # tools/ablate.py output
+    python -m occ.models.collab.sweep work_dirs/<ablation>/ablation.json --curve tome --plot sweep.png
 """
 from __future__ import annotations
 
+import argparse
 import csv
+import io
 import json
 import math
 import os
@@ -32,12 +39,24 @@ def _interp_log2(points: list, x: float):
     return None
 
 
-def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction: float = 1 / 16) -> dict:
+STRATEGY_NAMES = ('tome', 'topk', 'random', 'full', 'ego')
+
+
+def strategy_of(name: str) -> str:
+    """The strategy a run name stands for ('collab_budget_topk_20k' -> 'topk'); '' if none."""
+    parts = name.replace('-', '_').split('_')
+    return next((s for s in STRATEGY_NAMES if s in parts), '')
+
+
+def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction: float = 1 / 16,
+                  curve: str | None = None) -> dict:
     """Summarise a sweep.
 
     Args:
         rows: iterable of dicts with ``name``, ``bytes``, ``miou``.
         fraction: the message size, relative to full sharing, to read the curve at.
+        curve: only rows whose strategy (``strategy_of``) is this one, plus the full row,
+            form the curve read at ``fraction`` (None: every row but ego-only).
     Returns:
         dict ``rows`` (each with ``bytes``, ``log2_bytes`` (None for 0 bytes), ``miou``,
         ``gain_retained``), ``ego_miou``, ``full_miou``, ``full_bytes``, ``target_bytes``,
@@ -45,10 +64,12 @@ def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction
         measured budgets, with the reason in ``note``).
     """
     rows = [dict(name=str(r['name']), bytes=float(r['bytes']), miou=float(r['miou'])) for r in rows]
-    ego = [r for r in rows if r['name'] == ego_name] or [r for r in rows if r['bytes'] == 0]
+    ego = ([r for r in rows if r['name'] == ego_name] or [r for r in rows if strategy_of(r['name']) == 'ego']
+           or [r for r in rows if r['bytes'] == 0])
     if not ego:
         raise ValueError(f'budget_report: no ego-only row (name {ego_name!r} or bytes 0)')
-    full = [r for r in rows if r['name'] == full_name] or [max(rows, key=lambda r: r['bytes'])]
+    full = ([r for r in rows if r['name'] == full_name] or [r for r in rows if strategy_of(r['name']) == 'full']
+            or [max(rows, key=lambda r: r['bytes'])])
     ego, full = ego[0], full[0]
     if full['bytes'] <= 0:
         raise ValueError('budget_report: the full-sharing row sends 0 bytes')
@@ -58,7 +79,11 @@ def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction
         out_rows.append(dict(r, log2_bytes=math.log2(r['bytes']) if r['bytes'] > 0 else None,
                              gain_retained=(r['miou'] - ego['miou']) / gain if gain else None))
     target = full['bytes'] * fraction
-    pts = sorted({(math.log2(r['bytes']), r['miou']) for r in rows if r['bytes'] > 0 and r is not ego})
+    on_curve = [r for r in rows if r['bytes'] > 0 and r is not ego
+                and (curve is None or r is full or strategy_of(r['name']) == curve)]
+    if curve is not None and len(on_curve) < 2:
+        raise ValueError(f'budget_report: no {curve!r} rows besides full sharing')
+    pts = sorted({(math.log2(r['bytes']), r['miou']) for r in on_curve})
     at = _interp_log2(pts, math.log2(target))
     note = ''
     if at is None:
@@ -68,7 +93,7 @@ def budget_report(rows, ego_name: str = 'ego', full_name: str = 'full', fraction
     return dict(rows=out_rows, ego_miou=ego['miou'], full_miou=full['miou'], full_bytes=full['bytes'],
                 target_bytes=target, miou_at_target=at,
                 retained_at_target=(at - ego['miou']) / gain if at is not None and gain else None,
-                note=note)
+                note=note, curve=curve)
 
 
 def format_report(rep: dict) -> str:
@@ -81,9 +106,48 @@ def format_report(rep: dict) -> str:
     if rep['retained_at_target'] is None:
         lines.append(f"\nAt {rep['target_bytes']:.0f} B (1/16 of full): {rep['note']}")
     else:
-        lines.append(f"\nAt {rep['target_bytes']:.0f} B (1/16 of full): mIoU {rep['miou_at_target']:.2f}, "
+        on = f" on the {rep['curve']} curve" if rep.get('curve') else ''
+        lines.append(f"\nAt {rep['target_bytes']:.0f} B (1/16 of full){on}: mIoU {rep['miou_at_target']:.2f}, "
                      f"{100 * rep['retained_at_target']:.1f} % of full sharing's gain over ego-only")
     return '\n'.join(lines)
+
+
+def plot_sweep(rep: dict, path: str, title: str = '') -> None:
+    """mIoU against bytes per message/frame (log x): a line per strategy, ego-only as a dashed
+    horizontal line, full sharing as a star; a dotted vertical line at 1/16 of full. Atomic write."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from occ.utils.io import atomic_write_bytes
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    rows = [r for r in rep['rows'] if r['bytes'] > 0]
+    full = [r for r in rows if r['bytes'] == rep['full_bytes'] and r['miou'] == rep['full_miou']]
+    groups: dict = {}
+    for r in rows:
+        if r in full:
+            continue
+        groups.setdefault(strategy_of(r['name']) or r['name'], []).append(r)
+    for i, (name, rs) in enumerate(sorted(groups.items())):
+        rs = sorted(rs, key=lambda r: r['bytes'])
+        ax.plot([r['bytes'] for r in rs], [r['miou'] for r in rs], marker='o', color=f'C{i}', label=name)
+    if full:
+        ax.plot([full[0]['bytes']], [full[0]['miou']], marker='*', ms=14, ls='', color='k',
+                label='full sharing')
+    ax.axhline(rep['ego_miou'], ls='--', color='gray', label='ego only')
+    ax.axvline(rep['target_bytes'], ls=':', color='gray', lw=1)
+    ax.set_xscale('log', base=2)
+    ax.set_xlabel('bytes sent (log2 scale)')
+    ax.set_ylabel('mIoU (%)')
+    ax.grid(alpha=0.3, which='both')
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_rows(path: str) -> list:
@@ -112,11 +176,18 @@ def load_rows(path: str) -> list:
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print(__doc__.strip().splitlines()[-1].strip(), file=sys.stderr)
-        return 2
-    print(format_report(budget_report(load_rows(argv[0]))))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('table', help='CSV or JSON sweep table (tools/ablate.py ablation.json)')
+    ap.add_argument('--curve', default=None, choices=STRATEGY_NAMES[:3],
+                    help='strategy whose curve is read at 1/16 of full (default: all compressed rows)')
+    ap.add_argument('--plot', default=None, metavar='PNG', help='also draw mIoU against bytes')
+    ap.add_argument('--title', default='')
+    args = ap.parse_args(argv)
+    rep = budget_report(load_rows(args.table), curve=args.curve)
+    print(format_report(rep))
+    if args.plot:
+        plot_sweep(rep, args.plot, args.title)
+        print(f'plot: {args.plot}')
     return 0
 
 
