@@ -18,6 +18,10 @@ Writes ``<work-root>/temporal_ablation.{json,md}`` atomically.
 
     python benchmarks/temporal_ablation.py --data data/temporal --iters 300
     python benchmarks/temporal_ablation.py --skip-train --work-root work_dirs/temporal_ablation
+    # runs trained by tools/ablate.py (same <work-root>/<config name> layout) are evaluated the same way
+    # several seeds (one work root each): mean and spread per config, and a plot against T
+    python benchmarks/temporal_ablation.py --combine W_seed0/temporal_ablation.json W_seed1/... \
+        --work-root work_dirs/temporal_seeds
 """
 from __future__ import annotations
 
@@ -171,6 +175,87 @@ def table(rows: list) -> str:
     return '\n'.join(lines) + '\n'
 
 
+METRICS = (('miou', 'mIoU (camera mask)'), ('miou_occluded', 'mIoU, occluded voxels'),
+           ('miou_moving', 'mIoU, moving objects'), ('ms_per_frame', 'ms / frame (streaming)'))
+
+
+def history_length(row: dict) -> int | None:
+    """T of a run from its config (model.temporal.num_history; 0 without temporal)."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(osp.join(ROOT, row['config']) if not osp.isabs(row['config']) else row['config'])
+    temporal = cfg.model.get('temporal')
+    return 0 if not temporal else int(temporal['num_history'])
+
+
+def combine(tables: list) -> list:
+    """Pool several runs of the same configs (e.g. seeds): one row per config name with the
+    per-run values (``runs``), their mean and their spread (max - min) for every metric."""
+    by_name: dict = {}
+    for path in tables:
+        for r in json.load(open(path)):
+            if 'error' in r:
+                raise ValueError(f'{path}: run {r["name"]} failed ({r["error"]}); re-run it before combining')
+            by_name.setdefault(r['name'], []).append(dict(r, table=path))
+    rows = []
+    for name, runs in by_name.items():
+        row = {'name': name, 'config': runs[0]['config'], 'n': len(runs), 'runs': runs}
+        for key, _ in METRICS + (('iou', ''), ('recall_occluded', ''), ('train_s', '')):
+            vals = [float(r[key]) for r in runs if r.get(key) is not None]
+            row[key] = float(np.mean(vals)) if vals else None
+            row[key + '_spread'] = float(np.ptp(vals)) if len(vals) > 1 else None
+        row['T'] = history_length(row)
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r['T'] is None, r['T'], r['name']))
+
+
+def combined_table(rows: list) -> str:
+    head = ['run', 'T', 'runs', 'mIoU', 'IoU', 'mIoU occluded', 'recall occluded', 'mIoU moving',
+            'ms/frame (stream)', 'train s']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+
+    def cell(r, key, scale=100.0, nd=2):
+        v, sp = r.get(key), r.get(key + '_spread')
+        if v is None:
+            return '—'
+        txt = f'{scale * v:.{nd}f}'
+        return txt + (f' ± {scale * sp / 2:.{nd}f}' if sp is not None else '')
+    for r in rows:
+        lines.append(f"| {r['name']} | {r['T']} | {r['n']} | {cell(r, 'miou')} | {cell(r, 'iou')} | "
+                     f"{cell(r, 'miou_occluded')} | {cell(r, 'recall_occluded')} | {cell(r, 'miou_moving')} | "
+                     f"{cell(r, 'ms_per_frame', 1.0, 0)} | {cell(r, 'train_s', 1.0, 0)} |")
+    return '\n'.join(lines) + '\n\n(± half the range over runs)\n'
+
+
+def plot_combined(rows: list, path: str) -> None:
+    """Four panels against T: every run as a dot, the mean as a line. Atomic write."""
+    import io
+
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(4 * len(METRICS), 3.4))
+    rows = [r for r in rows if r['T'] is not None]
+    for ax, (key, label) in zip(axes, METRICS):
+        scale = 1.0 if key == 'ms_per_frame' else 100.0
+        for r in rows:
+            pts = [scale * float(x[key]) for x in r['runs'] if x.get(key) is not None]
+            ax.plot([r['T']] * len(pts), pts, 'o', color='C0', alpha=0.45, ms=5)
+        ts = [r['T'] for r in rows if r.get(key) is not None]
+        ax.plot(ts, [scale * r[key] for r in rows if r.get(key) is not None], '-', color='C1', lw=2,
+                label='mean')
+        ax.set_xlabel('T (past frames)')
+        ax.set_xticks(sorted(set(ts)))
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
@@ -182,7 +267,19 @@ def main(argv=None) -> int:
     ap.add_argument('--max-samples', type=int, default=None, help='evaluate only the first N val samples')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seed', type=int, default=None, help='training seed of every run (randomness.seed)')
+    ap.add_argument('--combine', nargs='+', default=None, metavar='JSON',
+                    help='only pool existing temporal_ablation.json tables (e.g. one per seed) into '
+                         '<work-root>/temporal_combined.{md,json,png}')
     args = ap.parse_args(argv)
+    if args.combine:
+        rows = combine(args.combine)
+        os.makedirs(args.work_root, exist_ok=True)
+        atomic_save_json(osp.join(args.work_root, 'temporal_combined.json'), rows)
+        md = combined_table(rows)
+        atomic_write_bytes(osp.join(args.work_root, 'temporal_combined.md'), md.encode())
+        plot_combined(rows, osp.join(args.work_root, 'temporal_combined.png'))
+        print(md)
+        return 0
     torch.set_num_threads(args.threads)
     rows = []
     for config in args.configs:

@@ -85,7 +85,7 @@ def test_sweep_configs_span_100x_and_build():
     assert list(cfg.model.collab.pc_range) == list(cfg.model.view_transform.pc_range)
 
 
-def test_report_curve_filter_and_plot(tmp_path):
+def test_report_curve_filter_and_plot(tmp_path, capsys):
     from occ.models.collab.sweep import plot_sweep, strategy_of
     assert strategy_of('collab_budget_topk_20k') == 'topk' and strategy_of('collab_budget_ego') == 'ego'
     assert strategy_of('x') == ''
@@ -110,3 +110,9 @@ def test_report_curve_filter_and_plot(tmp_path):
     path.write_text(json.dumps(rows))
     assert main([str(path), '--curve', 'tome', '--plot', str(tmp_path / 'm.png')]) == 0
     assert (tmp_path / 'm.png').exists()
+    single = capsys.readouterr().out.split('plot:')[0]
+    # Rows of several tables are pooled: the ego run and the budget runs come from two ablations.
+    (tmp_path / 'ego.json').write_text(json.dumps(rows[:1]))
+    (tmp_path / 'rest.json').write_text(json.dumps(rows[1:]))
+    assert main([str(tmp_path / 'ego.json'), str(tmp_path / 'rest.json'), '--curve', 'tome']) == 0
+    assert capsys.readouterr().out == single

@@ -14,6 +14,7 @@ strategy, ego-only as a horizontal line and full sharing as a star.
 
     python -m occ.models.collab.sweep results.csv     # columns name, bytes, miou
     python -m occ.models.collab.sweep work_dirs/<ablation>/ablation.json --curve tome --plot sweep.png
+    python -m occ.models.collab.sweep ego/ablation.json budgets/ablation.json --curve tome   # pooled
 """
 from __future__ import annotations
 
@@ -177,13 +178,14 @@ def load_rows(path: str) -> list:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument('table', help='CSV or JSON sweep table (tools/ablate.py ablation.json)')
+    ap.add_argument('tables', nargs='+', help='CSV or JSON sweep tables (tools/ablate.py ablation.json); '
+                    'rows of several tables are pooled (e.g. the ego-only run and the budget runs)')
     ap.add_argument('--curve', default=None, choices=STRATEGY_NAMES[:3],
                     help='strategy whose curve is read at 1/16 of full (default: all compressed rows)')
     ap.add_argument('--plot', default=None, metavar='PNG', help='also draw mIoU against bytes')
     ap.add_argument('--title', default='')
     args = ap.parse_args(argv)
-    rep = budget_report(load_rows(args.table), curve=args.curve)
+    rep = budget_report([r for t in args.tables for r in load_rows(t)], curve=args.curve)
     print(format_report(rep))
     if args.plot:
         plot_sweep(rep, args.plot, args.title)
