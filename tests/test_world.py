@@ -110,6 +110,23 @@ def test_quantizer_nearest_code_and_straight_through():
     assert torch.allclose(z.grad, torch.ones_like(z))
 
 
+def test_normalized_quantizer_keeps_unit_codes():
+    torch.manual_seed(0)
+    vq = VectorQuantizer(num_codes=8, dim=4, ema=True, decay=0.5, normalize=True, restart_threshold=0.5,
+                         restart_every=2).train()
+    z = 3.0 * torch.randn(2, 4, 3, 3)
+    for _ in range(4):
+        out = vq(z)
+    assert torch.allclose(vq.codebook.norm(dim=1), torch.ones(8), atol=1e-5)
+    # Nearest code of the normalised input; the output is that unit code.
+    flat = torch.nn.functional.normalize(z.movedim(1, -1).reshape(-1, 4), dim=1)
+    ref = ((flat[:, None] - vq.codebook[None]) ** 2).sum(-1).argmin(1)
+    vq.eval()
+    out = vq(z)
+    assert torch.equal(out['indices'].reshape(-1), ref)
+    assert torch.allclose(out['quantized'].norm(dim=1), torch.ones(2, 3, 3), atol=1e-5)
+
+
 def test_usage_stats_against_loop():
     idx = torch.tensor([0, 0, 1, 3, 3, 3, 3, 5])
     s = VectorQuantizer.usage_stats(idx, 8)
@@ -371,6 +388,29 @@ def test_world_configs_build():
     assert model.ego_warp and cfg.model.voxel_size == 0.8
 
 
+def test_residual_world_configs_build():
+    from occ.engine import load_config
+    from occ.registry import MODELS
+    root = os.path.join(os.path.dirname(__file__), '..', 'configs')
+    built = {}
+    for name in ('world_residual_tokenizer_cpu', 'world_residual_forecaster_cpu', 'world_residual_camera_tokenizer_cpu',
+                 'world_residual_camera_cpu', 'world_copy_last_camera', 'world_ego_warp_camera'):
+        cfg = load_config(os.path.join(root, name + '.py'))
+        assert cfg.train_dataloader.dataset.info_file == 'data/demo/occ_infos_train.pkl'
+        assert cfg.test_dataloader.dataset.info_file == 'data/demo/occ_infos_val.pkl'
+        built[name] = (cfg, MODELS.build(cfg.model))
+    tok = built['world_residual_tokenizer_cpu'][1]
+    assert isinstance(tok.tokenizer, ConditionalOccTokenizer) and tok.conditional and tok.stage == 'tokenizer'
+    fc = built['world_residual_forecaster_cpu'][1]
+    assert fc.stage == 'forecaster' and fc.context_source == 'gt' and fc.forecaster.anchor_adapter is not None
+    cam_cfg, cam = built['world_residual_camera_cpu']
+    assert cam.context_source == 'camera' and cam.forecaster.bev_adapter.in_channels == 64
+    assert cam_cfg.test_dataloader.dataset.camera_cache == cam_cfg.train_dataloader.dataset.camera_cache
+    assert built['world_residual_camera_tokenizer_cpu'][1].camera_anchor_prob > 0
+    base = built['world_ego_warp_camera'][1]
+    assert base.ego_warp and base.source_key == 'context_camera_semantics'
+
+
 def test_world_model_camera_driven_mode():
     torch.manual_seed(0)
     m = OccWorldModel(
@@ -393,3 +433,237 @@ def test_world_model_camera_driven_mode():
     m.train()
     with pytest.raises(ValueError, match='context_bev'):
         m(**m.data_preprocessor(b, True), mode='loss')
+
+
+# ------------------------------------------------------------------ residual (conditional) world model
+from occ.models.world import (ConditionalOccTokenizer, anchor_bev, anchor_prior, anchor_sources,  # noqa: E402
+                              warp_sequence)
+from occ.models.world.camera_cache import cache_camera_outputs, load_camera_frame  # noqa: E402
+
+
+
+def _ctok(**kw):
+    torch.manual_seed(0)
+    return ConditionalOccTokenizer(grid_shape=GRID, embed_dim=4, channels=8, num_down=2, code_dim=8,
+                                   num_codes=16, **kw)
+
+
+def _res_world(stage='forecaster', camera=False, **kw):
+    torch.manual_seed(0)
+    fc = dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2,
+              max_frames=8, anchor_channels=19 * GRID[2], anchor_stride=1)
+    if camera:
+        fc.update(bev_channels=5, bev_stride=4)
+    return OccWorldModel(
+        tokenizer=dict(type='ConditionalOccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8,
+                       num_codes=16),
+        forecaster=fc, stage=stage, num_future=3, pc_range=(-8.0, -8.0, -1.0, 8.0, 8.0, 3.0), voxel_size=1.0,
+        context_source='camera' if camera else 'gt', **kw)
+
+
+def _cam_batch(seed=0):
+    b = _batch(seed=seed)
+    g = torch.Generator().manual_seed(seed + 10)
+    b['context_bev'] = torch.randn(2, 3, 5, 16, 16, generator=g)
+    b['context_camera_semantics'] = torch.randint(0, NUM_CLASSES, (2, 3) + GRID, generator=g).to(torch.uint8)
+    return b
+
+
+def test_conditional_tokenizer_shapes_usage_and_zero_residual_copies_the_anchor():
+    tok = _ctok().eval()
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, NUM_CLASSES, (2,) + GRID, generator=g).to(torch.uint8)
+    anchor = torch.randint(0, NUM_CLASSES, (2,) + GRID, generator=g).to(torch.uint8)
+    anchor[:, -3:] = IGNORE_INDEX                           # cells that entered the grid: unknown
+    out = tok(labels, anchor)
+    assert out['indices'].shape == (2, 4, 4) and out['logits'].shape == (2, NUM_CLASSES) + GRID
+    assert 0 < float(out['code_usage']) <= 1 and float(out['perplexity']) >= 1
+    assert torch.allclose(tok.decode_indices(out['indices'], anchor), out['logits'], atol=1e-5)
+    onehot = torch.nn.functional.one_hot(out['indices'], 16).permute(0, 3, 1, 2).float()
+    assert torch.allclose(tok.decode_probs(onehot, anchor), out['logits'], atol=1e-5)
+    # The residual layer starts at zero: the decoded frame is the anchor, unknown cells free
+    # (exactly the ego-warp baseline), whatever the tokens say.
+    expect = torch.where(anchor == IGNORE_INDEX, torch.full_like(anchor, FREE), anchor)
+    assert torch.equal(out['logits'].argmax(1).to(torch.uint8), expect)
+    assert torch.equal(anchor_prior(anchor).argmax(1).to(torch.uint8), expect)
+    # ... and a non-zero residual changes it (the test can fail).
+    torch.nn.init.normal_(tok.residual.weight, std=5.0)
+    torch.nn.init.normal_(tok.change[-1].weight, std=5.0)
+    assert not torch.equal(tok.decode_indices(out['indices'], anchor).argmax(1).to(torch.uint8), expect)
+    with pytest.raises(ValueError, match='anchor'):
+        tok.encode(labels)
+
+
+def test_conditional_tokenizer_token_noise_only_in_training():
+    tok = _ctok(token_noise=0.5)
+    torch.nn.init.normal_(tok.change[-1].weight, std=1.0)
+    labels = torch.randint(0, NUM_CLASSES, (1,) + GRID, generator=torch.Generator().manual_seed(1)).to(torch.uint8)
+    q = tok.eval().encode(labels, labels)['quantized']
+    assert torch.equal(tok.decode(q, labels), tok.decode(q, labels))
+    tok.train()
+    torch.manual_seed(0)
+    assert not torch.equal(tok.decode(q, labels), tok.eval().decode(q, labels))
+
+
+def test_anchor_bev_against_one_hot_pooling():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randint(0, NUM_CLASSES, (2,) + GRID, generator=g).to(torch.uint8)
+    a[0, :2] = IGNORE_INDEX
+    f = anchor_bev(a, 4)
+    lab = torch.where(a == IGNORE_INDEX, torch.full_like(a, NUM_CLASSES), a).long()
+    ref = torch.nn.functional.one_hot(lab, NUM_CLASSES + 1).permute(0, 4, 3, 1, 2).reshape(2, -1, 16, 16).float()
+    assert f.shape == (2, 19 * GRID[2], 4, 4)
+    assert torch.allclose(f, torch.nn.functional.avg_pool2d(ref, 4))
+
+
+def test_anchor_sources_and_warp_sequence():
+    assert anchor_sources(8, 3) == [0, 0, 1, 2, 2, 2, 2, 2]    # future frames all on the current frame (2)
+    lab = torch.randint(0, NUM_CLASSES, (1, 3) + GRID, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    poses = torch.stack([_pose(0, 0, 0), _pose(1, 0, 0), _pose(3, 0, 0), _pose(4, 0, 0)])[None]
+    rng = (-8.0, -8.0, -1.0, 8.0, 8.0, 3.0)
+    out = warp_sequence(lab, poses, anchor_sources(4, 3), rng, 1.0)
+    assert out.shape == (1, 4) + GRID
+    assert torch.equal(out[:, 0], lab[:, 0])
+    # Frame 3 is anchored on frame 2 moved 1 m forward: one cell closer, the front row unknown.
+    assert torch.equal(out[0, 3, :-1], lab[0, 2, 1:]) and (out[0, 3, -1] == IGNORE_INDEX).all()
+    assert torch.equal(out[0, 2, :-2], lab[0, 1, 2:])
+
+
+def test_residual_rollout_with_zero_residual_is_the_ego_warp_baseline():
+    m = _res_world().eval()
+    b = _batch()
+    pred = np.stack([p['semantics_future'] for p in m(**m.data_preprocessor(b, False), mode='predict')])
+    base = CopyLastForecaster(num_future=3, ego_warp=True, pc_range=m.pc_range, voxel_size=1.0)
+    ref = base.forecast(b['voxel_semantics'], b['ego2global'], b['future_ego2global']).numpy()
+    np.testing.assert_array_equal(pred, ref)
+
+
+def test_residual_model_trains_and_predicts_without_reading_the_future():
+    tokm = _res_world('tokenizer', pairs_per_sample=2)
+    losses = tokm(**tokm.data_preprocessor(_batch(), True), mode='loss')
+    assert {'loss_rec_weightedce', 'loss_vq', 'perplexity', 'code_usage'} <= set(losses)
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert tokm.tokenizer.residual.weight.grad.abs().sum() > 0
+
+    m = _res_world()
+    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)     # a decoder that does something
+    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    losses = m(**m.data_preprocessor(_batch(), True), mode='loss')
+    assert {'loss_token', 'loss_occ_weightedce', 'token_acc'} <= set(losses)
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert m.forecaster.anchor_adapter.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in m.tokenizer.parameters())
+    m.eval()
+    b = _batch()
+    p1 = m(**m.data_preprocessor(b, False), mode='predict')
+    b['future_semantics'] = torch.randint(0, NUM_CLASSES, b['future_semantics'].shape,
+                                          generator=torch.Generator().manual_seed(9)).to(torch.uint8)
+    p2 = m(**m.data_preprocessor(b, False), mode='predict')
+    for a, c in zip(p1, p2):
+        np.testing.assert_array_equal(a['semantics_future'], c['semantics_future'])
+    # The current pose does matter (the anchor is warped by it): the test can fail.
+    b['future_ego2global'] = b['future_ego2global'].clone()
+    b['future_ego2global'][:, :, 0, 3] += 3.0
+    p3 = m(**m.data_preprocessor(b, False), mode='predict')
+    assert not np.array_equal(p1[0]['semantics_future'], p3[0]['semantics_future'])
+
+
+def test_residual_teacher_forcing_is_causal_through_the_anchors():
+    m = _res_world().eval()
+    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
+    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    b = _batch()
+    base = m.teacher_forced(m.data_preprocessor(b, False)['inputs'])['logits']   # S = 6 frames, 5 outputs
+    s = 4                                          # perturb frame 4 (the 2nd future frame)
+    b2 = _batch()
+    b2['future_semantics'][:, s - 3] = (b2['future_semantics'][:, s - 3] + 5) % NUM_CLASSES
+    out = m.teacher_forced(m.data_preprocessor(b2, False)['inputs'])['logits']
+    assert torch.equal(out[:, :s], base[:, :s])              # predictions of frames <= 4 saw frames < 4
+    assert not torch.allclose(out[:, s:], base[:, s:])
+    # A context frame moves every later anchor: predictions before it are unchanged.
+    b3 = _batch()
+    b3['history']['voxel_semantics'][:, 1] = (b3['history']['voxel_semantics'][:, 1] + 5) % NUM_CLASSES
+    out = m.teacher_forced(m.data_preprocessor(b3, False)['inputs'])['logits']
+    assert torch.equal(out[:, :1], base[:, :1]) and not torch.allclose(out[:, 1:], base[:, 1:])
+
+
+def test_residual_sampling_is_seeded():
+    outs = []
+    for seed in (4, 4, 5):
+        m = _res_world(temperature=1.0, sample_seed=seed).eval()
+        torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
+        torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+        outs.append(m(**m.data_preprocessor(_batch(), False), mode='predict')[0]['semantics_future'])
+    np.testing.assert_array_equal(outs[0], outs[1])
+    assert not np.array_equal(outs[0], outs[2])
+
+
+def test_camera_mode_never_reads_ground_truth_context_or_current_labels():
+    m = _res_world(camera=True)
+    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
+    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    losses = m(**m.data_preprocessor(_cam_batch(), True), mode='loss')
+    sum(v for k, v in losses.items() if k.startswith('loss')).backward()
+    assert m.forecaster.bev_adapter.weight.grad.abs().sum() > 0
+    m.eval()
+    b = _cam_batch()
+    p1 = m(**m.data_preprocessor(b, False), mode='predict')
+    np.testing.assert_array_equal(p1[0]['semantics'], b['context_camera_semantics'][0, -1].numpy())
+    b['voxel_semantics'] = torch.randint(0, NUM_CLASSES, b['voxel_semantics'].shape).to(torch.uint8)
+    b['history']['voxel_semantics'] = torch.randint(0, NUM_CLASSES, b['history']['voxel_semantics'].shape
+                                                    ).to(torch.uint8)
+    b['future_semantics'].zero_()
+    p2 = m(**m.data_preprocessor(b, False), mode='predict')
+    for a, c in zip(p1, p2):
+        np.testing.assert_array_equal(a['semantics_future'], c['semantics_future'])
+        np.testing.assert_array_equal(a['semantics'], c['semantics'])
+    # ... while the camera's own prediction is read (the test can fail).
+    b['context_camera_semantics'] = (b['context_camera_semantics'] + 3) % NUM_CLASSES
+    p3 = m(**m.data_preprocessor(b, False), mode='predict')
+    assert not np.array_equal(p1[0]['semantics_future'], p3[0]['semantics_future'])
+    del b['context_camera_semantics']
+    with pytest.raises(KeyError, match='context_camera_semantics'):
+        m(**m.data_preprocessor(b, False), mode='predict')
+
+
+def test_camera_baselines_copy_the_camera_prediction():
+    b = _cam_batch()
+    m = CopyLastForecaster(num_future=3, source_key='context_camera_semantics')
+    out = m(**m.data_preprocessor(b, False), mode='predict')
+    np.testing.assert_array_equal(out[1]['semantics_future'][2], b['context_camera_semantics'][1, -1].numpy())
+    np.testing.assert_array_equal(out[1]['semantics'], b['context_camera_semantics'][1, -1].numpy())
+
+
+class _FakeCamera(torch.nn.Module):
+    """Stands in for OccNet: BEV = the frame index, logits favour class (frame index % 18)."""
+
+    def __init__(self):
+        super().__init__()
+        from occ.models.occ_net import OccDataPreprocessor
+        self.data_preprocessor = OccDataPreprocessor()
+        self.calls = []
+
+    def forward_features(self, batch):
+        f = int(batch['sample_token'][0][1:])
+        self.calls.append(f)
+        logits = torch.zeros(1, NUM_CLASSES, 100, 100, 8)
+        logits[:, f % NUM_CLASSES] = 1.0
+        return {'bev': torch.full((1, 3, 100, 100), float(f)), 'logits': logits}
+
+
+def test_camera_cache_round_trip_into_sequences(tmp_path):
+    info = _fake_world(tmp_path)
+    ds = OccSequenceDataset(info, num_history=2, num_future=2)
+    cam = _FakeCamera()
+    assert cache_camera_outputs(cam, ds, str(tmp_path / 'cache'), log=None) == 5
+    assert cam.calls == [0, 1, 2, 3, 4]
+    fr = load_camera_frame(str(tmp_path / 'cache'), 't3')
+    assert fr['bev'].shape == (3, 100, 100) and fr['bev'].dtype == np.float32 and (fr['semantics'] == 3).all()
+    seq = OccSequenceDataset(info, num_history=2, num_future=2, camera_cache=str(tmp_path / 'cache'))
+    s = seq[3]
+    assert s['context_bev'].shape == (3, 3, 100, 100)
+    assert s['context_bev'][:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0]              # history then current
+    assert s['context_camera_semantics'].shape == (3, 100, 100, 8)
+    assert [int(s['context_camera_semantics'][i, 0, 0, 0]) for i in range(3)] == [1, 2, 3]
+    with pytest.raises(FileNotFoundError, match='no cached camera output'):
+        load_camera_frame(str(tmp_path / 'cache'), 'nope')

@@ -26,10 +26,14 @@ class CopyLastForecaster(BaseModel):
         num_future: H frames predicted.
         ego_warp: move the frame by the ego motion.
         pc_range, voxel_size: the label grid (for the warp).
+        source_key: batch key of the frame copied: ``voxel_semantics`` (ground truth), or
+            ``context_camera_semantics`` (the camera model's prediction of every context
+            frame; the last, current one is copied): the camera-driven baselines.
     """
 
     def __init__(self, num_future: int = 6, ego_warp: bool = False, pc_range=OCC3D_RANGE,
-                 voxel_size: float = 0.8, data_preprocessor=None, init_cfg=None):
+                 voxel_size: float = 0.8, source_key: str = 'voxel_semantics', data_preprocessor=None,
+                 init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='OccDataPreprocessor')
         if isinstance(data_preprocessor, dict):
@@ -37,6 +41,7 @@ class CopyLastForecaster(BaseModel):
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_future, self.ego_warp = int(num_future), bool(ego_warp)
         self.pc_range, self.voxel_size = tuple(float(v) for v in pc_range), float(voxel_size)
+        self.source_key = source_key
         # mmengine's optimizer wrapper needs a parameter; this one is never used.
         self._unused = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
 
@@ -58,9 +63,14 @@ class CopyLastForecaster(BaseModel):
         if mode == 'loss':
             raise ValueError('CopyLastForecaster has nothing to train; evaluate it with tools/train_world.py '
                              '--eval-only or occ.models.world.evaluate')
-        fut = self.forecast(inputs['voxel_semantics'], inputs.get('ego2global'), inputs.get('future_ego2global'))
+        if self.source_key not in inputs:
+            raise KeyError(f'CopyLastForecaster: the batch has no {self.source_key!r}')
+        cur = inputs[self.source_key]
+        if self.source_key != 'voxel_semantics':
+            cur = cur[:, -1]                          # context frames, current last
+        fut = self.forecast(cur, inputs.get('ego2global'), inputs.get('future_ego2global'))
         if mode == 'tensor':
             return {'semantics_future': fut}
         tokens = inputs.get('sample_token') or [None] * len(fut)
-        return [{'sample_token': tokens[i], 'semantics': inputs['voxel_semantics'][i].cpu().numpy(),
+        return [{'sample_token': tokens[i], 'semantics': cur[i].cpu().numpy(),
                  'semantics_future': fut[i].cpu().numpy()} for i in range(len(fut))]

@@ -39,17 +39,24 @@ class OccSequenceDataset(OccDataset):
         require_history: keep only samples whose T past frames all exist.
         min_future: keep only samples with at least this many future frames.
         cache_labels: keep decoded label grids in memory (a 100x100x8 frame is 80 kB).
+        camera_cache: folder of cached camera-model outputs (``camera_cache.py``,
+            ``tools/cache_camera_bev.py``); adds ``context_bev`` float [T+1, C, X, Y] and
+            ``context_camera_semantics`` uint8 [T+1, X, Y, Z] (history then current frame,
+            each in its own ego frame) for the camera-driven world model.
     """
 
     def __init__(self, info_file: str, data_root: str | None = None, grid_voxel: float = 0.8,
                  num_history: int = 4, num_future: int = 6, require_history: bool = False,
-                 min_future: int = 0, cache_labels: bool = True, test_mode: bool = True, seed: int = 0):
+                 min_future: int = 0, cache_labels: bool = True, camera_cache: str | None = None,
+                 test_mode: bool = True, seed: int = 0):
         super().__init__(info_file, data_root=data_root, grid_voxel=grid_voxel, num_history=num_history,
                          num_future=num_future, future_frame='own', test_mode=test_mode, seed=seed)
         if not self.load_labels:
             raise ValueError(f'{info_file}: OccSequenceDataset needs occupancy labels (metadata has_occ is False)')
         self.require_history, self.min_future = bool(require_history), int(min_future)
         self._cache = {} if cache_labels else None
+        self.camera_cache = camera_cache
+        self._camera = {}
         self.indices = [n for n, info in enumerate(self.infos) if self._keep(info)]
         if not self.indices:
             raise ValueError(f'{info_file}: no sample has {num_history} past frames and {min_future} future '
@@ -72,6 +79,14 @@ class OccSequenceDataset(OccDataset):
             self._cache[n] = lab
         return lab
 
+    def _camera_frame(self, n: int) -> dict:
+        token = self.infos[n]['token']
+        if token not in self._camera:
+            from .camera_cache import load_camera_frame
+            fr = load_camera_frame(self.camera_cache, token)
+            self._camera[token] = {'bev': fr['bev'].astype(np.float16), 'semantics': fr['semantics']}
+        return self._camera[token]
+
     def __getitem__(self, index: int) -> dict:
         n0 = self.indices[index]
         info = self.infos[n0]
@@ -79,7 +94,7 @@ class OccSequenceDataset(OccDataset):
         cur = self._frame_labels(n0)
         pose0 = np.asarray(info['ego2global'], np.float32)
 
-        hist_sem, hist_pose, hist_valid = [], [], []
+        hist_sem, hist_pose, hist_valid, ctx_n = [], [], [], []
         for t in range(self.num_history, 0, -1):
             n = self._by_frame.get((scene, f0 - t))
             if n is None:   # before the scene start: the earliest existing frame, flagged invalid
@@ -88,6 +103,7 @@ class OccSequenceDataset(OccDataset):
                 hist_valid.append(False)
             else:
                 hist_valid.append(True)
+            ctx_n.append(n)
             hist_sem.append(self._frame_labels(n)['semantics'])
             hist_pose.append(np.asarray(self.infos[n]['ego2global'], np.float32))
 
@@ -106,7 +122,12 @@ class OccSequenceDataset(OccDataset):
 
         t = torch.from_numpy
         empty = np.zeros((0, x, y, z), np.uint8)
-        return {
+        extra = {}
+        if self.camera_cache:
+            cams = [self._camera_frame(n) for n in ctx_n + [n0]]
+            extra = {'context_bev': t(np.stack([c['bev'] for c in cams]).astype(np.float32)),
+                     'context_camera_semantics': t(np.stack([c['semantics'] for c in cams]))}
+        return {**extra,
             'voxel_semantics': t(cur['semantics'].copy()), 'mask_camera': t(cur['mask_camera'].copy()),
             'mask_lidar': t(cur['mask_lidar'].copy()), 'ego2global': t(pose0),
             'history': {'voxel_semantics': t(np.stack(hist_sem) if hist_sem else empty),

@@ -59,11 +59,19 @@ class TokenForecaster(nn.Module):
         max_frames: longest sequence S.
         bev_channels: C of camera BEV maps for ``context_feats`` (None: no camera mode).
         bev_stride: BEV map cells per token cell (the adapter is a stride-s conv).
+        anchor_channels: C of ``anchor_feats`` (None: no anchors). With a conditional
+            tokenizer, the frame predicted at position s is decoded on top of an
+            *anchor* (an earlier frame ego-warped into frame s+1); its map
+            [C, X, Y] (``ConditionalOccTokenizer``-independent one-hot BEV) enters
+            position s through a stride-``anchor_stride`` conv, so the forecaster
+            sees the scene it predicts changes of.
+        anchor_stride: anchor map cells per token cell.
     """
 
     def __init__(self, num_codes: int = 512, token_shape=(25, 25), dim: int = 128, depth: int = 4,
                  num_heads: int = 4, mlp_ratio: float = 4.0, dropout: float = 0.0, max_frames: int = 16,
-                 bev_channels: int | None = None, bev_stride: int = 4):
+                 bev_channels: int | None = None, bev_stride: int = 4, anchor_channels: int | None = None,
+                 anchor_stride: int = 4):
         super().__init__()
         self.num_codes, self.token_shape, self.max_frames = int(num_codes), tuple(token_shape), int(max_frames)
         n = self.token_shape[0] * self.token_shape[1]
@@ -73,30 +81,36 @@ class TokenForecaster(nn.Module):
         self.ego_embed = nn.Sequential(nn.Linear(4, dim), nn.GELU(), nn.Linear(dim, dim))
         self.bev_adapter = (None if bev_channels is None else
                             nn.Conv2d(bev_channels, dim, bev_stride, stride=bev_stride))
+        self.anchor_adapter = (None if anchor_channels is None else
+                               nn.Conv2d(anchor_channels, dim, anchor_stride, stride=anchor_stride))
         self.blocks = nn.ModuleList(SpatioTemporalBlock(dim, num_heads, mlp_ratio, dropout) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_codes)
 
-    def embed_feats(self, feats: torch.Tensor) -> torch.Tensor:
-        """Camera BEV maps [B, T, C, X, Y] -> token embeddings [B, T, N, D]."""
-        if self.bev_adapter is None:
+    def embed_feats(self, feats: torch.Tensor, adapter: nn.Module | None = None) -> torch.Tensor:
+        """Camera BEV (or anchor) maps [B, T, C, X, Y] -> token embeddings [B, T, N, D]."""
+        adapter = self.bev_adapter if adapter is None else adapter
+        if adapter is None:
             raise ValueError('TokenForecaster: context_feats given but the forecaster was built without '
                              'bev_channels (camera-driven mode off)')
         b, t = feats.shape[:2]
-        e = self.bev_adapter(feats.flatten(0, 1))                 # [B*T, D, x, y]
+        e = adapter(feats.flatten(0, 1))                          # [B*T, D, x, y]
         if tuple(e.shape[-2:]) != self.token_shape:
             raise ValueError(f'TokenForecaster: BEV maps {tuple(feats.shape[-2:])} / stride give '
                              f'{tuple(e.shape[-2:])} cells, expected the token grid {self.token_shape}')
         return e.flatten(2).transpose(1, 2).reshape(b, t, -1, e.shape[1])
 
     def forward(self, tokens: torch.Tensor | None, ego: torch.Tensor,
-                context_feats: torch.Tensor | None = None) -> torch.Tensor:
+                context_feats: torch.Tensor | None = None, anchor_feats: torch.Tensor | None = None) -> torch.Tensor:
         """
         Args:
             tokens: long [B, S_tok, x, y] frames given as tokens (after the
                 ``context_feats`` frames, if any), or None.
             ego: [B, S, 4] motion after each frame (``ego.step_poses``), S = all frames.
             context_feats: optional camera BEV maps [B, T, C, X, Y] for the first T frames.
+            anchor_feats: [B, >= S, C, X, Y] anchor map of the frame each position predicts
+                (entry s: the anchor of frame s+1, built from frames <= s and the known
+                motion); required iff the forecaster has ``anchor_channels``.
         Returns:
             logits [B, S, K, x, y]; entry s is the prediction of frame s+1's tokens.
         """
@@ -117,6 +131,12 @@ class TokenForecaster(nn.Module):
         if ego.shape[:2] != (b, s):
             raise ValueError(f'TokenForecaster: ego motion {tuple(ego.shape)} does not cover {s} frames')
         x = x + self.pos_space + self.pos_time[:, :s] + self.ego_embed(ego.to(x.dtype))[:, :, None]
+        if (anchor_feats is None) != (self.anchor_adapter is None):
+            raise ValueError('TokenForecaster: anchor_feats must be given exactly when built with anchor_channels')
+        if anchor_feats is not None:
+            if anchor_feats.shape[1] < s:
+                raise ValueError(f'TokenForecaster: anchor maps for {anchor_feats.shape[1]} frames, need {s}')
+            x = x + self.embed_feats(anchor_feats[:, :s], self.anchor_adapter)
         for blk in self.blocks:
             x = blk(x)
         logits = self.head(self.norm(x))                           # [B, S, N, K]
@@ -125,12 +145,15 @@ class TokenForecaster(nn.Module):
     @torch.no_grad()
     def generate(self, ego: torch.Tensor, num_future: int, tokens: torch.Tensor | None = None,
                  context_feats: torch.Tensor | None = None, temperature: float = 0.0,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None = None,
+                 anchor_feats: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Autoregressive rollout of ``num_future`` frames after the context.
 
         Args:
             ego: [B, T + num_future, 4] motion after every frame (context then future).
             tokens / context_feats: the context (as in ``forward``), T frames in all.
+            anchor_feats: [B, T + num_future - 1, C, X, Y] (as in ``forward``; all known
+                before the rollout: they come from context frames and the poses).
             temperature: 0 takes the most likely code; > 0 samples from
                 softmax(logits / temperature) with ``generator`` (deterministic for a seed).
         Returns:
@@ -141,7 +164,7 @@ class TokenForecaster(nn.Module):
         t_ctx = (0 if tokens is None else tokens.shape[1]) + (0 if context_feats is None else context_feats.shape[1])
         for h in range(num_future):
             s = t_ctx + h
-            logits = self.forward(seq, ego[:, :s], context_feats)[:, -1]     # [B, K, x, y]
+            logits = self.forward(seq, ego[:, :s], context_feats, anchor_feats)[:, -1]     # [B, K, x, y]
             if temperature > 0:
                 p = torch.softmax(logits / temperature, 1).movedim(1, -1).reshape(-1, self.num_codes)
                 nxt = torch.multinomial(p, 1, generator=generator).view(logits.shape[0], *self.token_shape)

@@ -23,16 +23,21 @@ class VectorQuantizer(nn.Module):
             batch) falls below this is dead and re-initialised from recent encoder
             outputs by ``restart_dead_codes``; 0 disables restarts.
         restart_every: training steps between automatic restarts.
+        normalize: l2-normalise encoder outputs and codes (cosine-similarity lookup, as in
+            ViT-VQGAN); keeps all codes on the unit sphere, so they cannot collapse onto one
+            tiny cluster whose differences the decoder learns to ignore.
     """
 
     def __init__(self, num_codes: int = 512, dim: int = 64, beta: float = 0.25, ema: bool = True,
                  decay: float = 0.99, restart_threshold: float = 0.05, restart_every: int = 20,
-                 eps: float = 1e-5):
+                 eps: float = 1e-5, normalize: bool = False):
         super().__init__()
         self.num_codes, self.dim, self.beta, self.ema = int(num_codes), int(dim), float(beta), bool(ema)
-        self.decay, self.eps = float(decay), float(eps)
+        self.decay, self.eps, self.normalize = float(decay), float(eps), bool(normalize)
         self.restart_threshold, self.restart_every = float(restart_threshold), int(restart_every)
         init = torch.randn(num_codes, dim) / dim ** 0.5
+        if self.normalize:
+            init = F.normalize(init, dim=1)
         if ema:
             self.register_buffer('codebook', init.clone())
             self.register_buffer('ema_count', torch.ones(num_codes))
@@ -77,6 +82,8 @@ class VectorQuantizer(nn.Module):
         if z.shape[1] != self.dim:
             raise ValueError(f'VectorQuantizer: expected {self.dim} channels, got {tuple(z.shape)}')
         flat = z.movedim(1, -1).reshape(-1, self.dim)
+        if self.normalize:
+            flat = F.normalize(flat, dim=1)
         idx = self.nearest(flat.detach())
         q = self.codebook[idx]
         commit = F.mse_loss(flat, q.detach())
@@ -106,7 +113,8 @@ class VectorQuantizer(nn.Module):
             # Laplace smoothing keeps codes with no recent assignment finite.
             n = self.ema_count.sum()
             count = (self.ema_count + self.eps) / (n + self.num_codes * self.eps) * n
-            self.codebook.copy_(self.ema_sum / count[:, None])
+            cb = self.ema_sum / count[:, None]
+            self.codebook.copy_(F.normalize(cb, dim=1) if self.normalize else cb)
         self.steps += 1
         if self.restart_threshold > 0 and self.restart_every > 0 and int(self.steps) % self.restart_every == 0:
             self.restart_dead_codes(flat)
@@ -131,6 +139,8 @@ class VectorQuantizer(nn.Module):
         pick = torch.randint(0, recent.shape[0], (dead.numel(),), generator=generator, device=recent.device)
         noise = torch.randn(dead.numel(), self.dim, generator=generator, device=recent.device)
         new = recent[pick] + 0.01 * recent.std() * noise
+        if self.normalize:
+            new = F.normalize(new, dim=1)
         if self.ema:
             self.codebook[dead] = new
             self.ema_sum[dead] = new
