@@ -62,7 +62,7 @@ class TokenForecaster(nn.Module):
         anchor_channels: C of ``anchor_feats`` (None: no anchors). With a conditional
             tokenizer, the frame predicted at position s is decoded on top of an
             *anchor* (an earlier frame ego-warped into frame s+1); its map
-            [C, X, Y] (``ConditionalOccTokenizer``-independent one-hot BEV) enters
+            [C, X, Y] (class fractions per cell and height, ``anchor_bev``) enters
             position s through a stride-``anchor_stride`` conv, so the forecaster
             sees the scene it predicts changes of.
         anchor_stride: anchor map cells per token cell.

@@ -142,6 +142,11 @@ class OccWorldModel(BaseModel):
             (softmax over codes . codebook, ``decode_probs``), the quantity the occupancy
             loss trains, instead of the code of the most likely token; the argmax (or
             sampled) tokens still feed the next step. Conditional tokenizer only.
+        band_from_previous: rollout only: a forecast frame's anchor cells that are unknown
+            (outside frame t's grid) take the model's own forecast of the previous frame
+            moved one step instead (known cells stay the direct warp of frame t, so
+            nearest-voxel warps are never chained on them); the decoder then only fills
+            the thin strip that entered in the last step.
         decode_prior_boost: prediction only (rollout, oracle, current-frame
             reconstruction): extra weight on the one-hot of *known* anchor cells, a
             calibration that keeps the decoder from flipping anchor cells on weak
@@ -163,7 +168,8 @@ class OccWorldModel(BaseModel):
                  context_source: str = 'auto', pairs_per_sample: int = 2, pc_range=OCC3D_RANGE,
                  voxel_size: float = 0.8, predict_mode: str = 'forecast', camera_anchor_prob: float = 0.0,
                  target_anchors: str = 'gt', anchor_dropout: float = 0.0, decode_prior_boost: float = 0.0,
-                 decode_soft: bool = False, data_preprocessor=None, init_cfg=None):
+                 decode_soft: bool = False, band_from_previous: bool = False, data_preprocessor=None,
+                 init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='OccDataPreprocessor')
         if isinstance(data_preprocessor, dict):
@@ -192,6 +198,7 @@ class OccWorldModel(BaseModel):
         self.predict_mode, self.target_anchors = predict_mode, target_anchors
         self.camera_anchor_prob, self.anchor_dropout = float(camera_anchor_prob), float(anchor_dropout)
         self.decode_prior_boost, self.decode_soft = float(decode_prior_boost), bool(decode_soft)
+        self.band_from_previous = bool(band_from_previous)
         if tokenizer_ckpt:
             self.load_tokenizer(tokenizer_ckpt)
         if stage == 'forecaster':
@@ -316,12 +323,23 @@ class OccWorldModel(BaseModel):
                                                    context_feats=context_feats, temperature=self.temperature,
                                                    generator=gen, anchor_feats=feats)
         b = fut.shape[0]
-        if self.decode_soft and self.conditional:
-            anchor = fut_anchor.flatten(0, 1)
-            logits = self._boost(self.tokenizer.decode_probs(fut_logits.flatten(0, 1).softmax(1), anchor), anchor)
-        else:
-            logits = self._decode_indices(fut.flatten(0, 1), None if fut_anchor is None else fut_anchor.flatten(0, 1))
-        return logits.view(b, h_all, *logits.shape[1:])
+        if not self.conditional:
+            logits = self._decode_indices(fut.flatten(0, 1), None)
+            return logits.view(b, h_all, *logits.shape[1:])
+        out, prev = [], None
+        for h in range(h_all):
+            anchor = fut_anchor[:, h]
+            if self.band_from_previous and prev is not None:
+                step = relative_pose(poses[:, n_ctx + h - 1], poses[:, n_ctx + h])
+                moved = warp_labels(prev, step, self.pc_range, self.voxel_size, fill=IGNORE_INDEX)
+                anchor = torch.where(anchor == IGNORE_INDEX, moved.to(anchor.dtype), anchor)
+            if self.decode_soft:
+                lg = self._boost(self.tokenizer.decode_probs(fut_logits[:, h].softmax(1), anchor), anchor)
+            else:
+                lg = self._decode_indices(fut[:, h], anchor)
+            out.append(lg)
+            prev = lg.argmax(1)
+        return torch.stack(out, 1)
 
     @torch.no_grad()
     def oracle_future(self, batch: dict) -> torch.Tensor:
