@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import os.path as osp
 
@@ -81,3 +82,21 @@ def test_ablate_runs_toy_grid(tmp_path):
     for r in evals:
         assert r['load_from'] == ckpt and r.get('iters') is None
         assert not osp.exists(osp.join(root2, r['name'], 'train_stats.json'))
+
+
+def test_bandwidth_report_pools_tables(tmp_path):
+    from occ.engine.ablate import bandwidth_report
+
+    def row(name, nbytes, miou):
+        return {'name': name, 'status': 'ok', 'miou': miou, 'metrics': {'miou': miou, 'bytes_sent': nbytes}}
+    (tmp_path / 'ego.json').write_text(json.dumps([row('collab_budget_ego', 0, 20.0)]))
+    (tmp_path / 'sweep.json').write_text(json.dumps(
+        [row('collab_budget_full', 1_600_000, 30.0), row('collab_budget_tome_2k', 2_000, 22.0),
+         row('collab_budget_tome_200k', 200_000, 28.0), row('collab_budget_topk_2k', 2_000, 25.0)]))
+    md = bandwidth_report([str(tmp_path / 'ego.json'), str(tmp_path / 'sweep.json')], str(tmp_path), 'tome')
+    # 1/16 of full = 100,000 B, on the tome line between 2 k (22) and 200 k (28) in log2 bytes
+    frac = (math.log2(100_000) - math.log2(2_000)) / (math.log2(200_000) - math.log2(2_000))
+    at = 22.0 + 6.0 * frac
+    assert f'mIoU {at:.2f}' in md and f'{100 * (at - 20.0) / 10.0:.1f} %' in md
+    assert (tmp_path / 'sweep.md').read_text().strip() == md.strip()
+    assert (tmp_path / 'sweep.png').read_bytes()[:4] == b'\x89PNG'

@@ -240,6 +240,17 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
     return rows
 
 
+def bandwidth_report(tables: list, out_dir: str, curve: str | None = 'tome') -> str:
+    """Pool ablation tables of a collaboration sweep, write ``sweep.md`` and ``sweep.png``
+    (mIoU against bytes, log2 x) into ``out_dir``; return the markdown."""
+    from occ.models.collab.sweep import budget_report, format_report, load_rows, plot_sweep
+    rep = budget_report([r for t in tables for r in load_rows(t)], curve=curve)
+    md = format_report(rep)
+    atomic_write_bytes(osp.join(out_dir, 'sweep.md'), (md + '\n').encode())
+    plot_sweep(rep, osp.join(out_dir, 'sweep.png'))
+    return md
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('configs', nargs='+', help='config files')
@@ -251,6 +262,12 @@ def parse_args(argv=None):
     p.add_argument('--logx', action='store_true', help='log x-axis for a numeric grid')
     p.add_argument('--load-from', default=None, metavar='CKPT',
                    help='do not train: test this checkpoint under every config')
+    p.add_argument('--bandwidth-report', nargs='*', default=None, metavar='JSON',
+                   help='also write sweep.md / sweep.png: mIoU against bytes sent (log2), one line per '
+                        'collaboration strategy, ego-only and full sharing marked, and the share of full '
+                        "sharing's gain kept at 1/16 of its bytes (occ.models.collab.sweep); JSON: more "
+                        'ablation.json tables to pool, e.g. a separately trained ego-only run')
+    p.add_argument('--curve', default='tome', help='with --bandwidth-report: the strategy read at 1/16')
     # internal: one run in this process
     p.add_argument('--worker', action='store_true', help=argparse.SUPPRESS)
     p.add_argument('--work-dir', help=argparse.SUPPRESS)
@@ -272,6 +289,10 @@ def main(argv=None) -> int:
                         load_from=args.load_from)
     print(markdown_table(rows, args.metric))
     print(f'table: {osp.join(args.work_root, "ablation.md")}  plot: {osp.join(args.work_root, "ablation.png")}')
+    if args.bandwidth_report is not None:
+        tables = list(args.bandwidth_report) + [osp.join(args.work_root, 'ablation.json')]
+        print(bandwidth_report(tables, args.work_root, args.curve))
+        print(f'bandwidth plot: {osp.join(args.work_root, "sweep.png")}')
     return 0 if all(r['status'] == 'ok' for r in rows) else 1
 
 
