@@ -41,7 +41,7 @@ sys.path.insert(0, ROOT)
 
 from occ.constants import FREE  # noqa: E402
 from occ.evaluation.confusion import confusion_matrices, iou_from_hist  # noqa: E402
-from occ.utils.io import atomic_save_json, atomic_write_bytes  # noqa: E402
+from occ.utils.io import atomic_save_figure, atomic_save_json, atomic_write_bytes  # noqa: E402
 
 DEFAULT_CONFIGS = [f'configs/ablations/temporal_t{t}.py' for t in (0, 1, 2, 4)]
 
@@ -228,8 +228,6 @@ def combined_table(rows: list) -> str:
 
 def plot_combined(rows: list, path: str) -> None:
     """Four panels against T: every run as a dot, the mean as a line. Atomic write."""
-    import io
-
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -250,10 +248,7 @@ def plot_combined(rows: list, path: str) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> int:

@@ -115,3 +115,21 @@ def test_real_occ3d_frame_loads_with_published_statistics():
     assert abs(lab['mask_camera'].mean() - 0.068) < 0.001
     assert abs(lab['mask_lidar'].mean() - 0.088) < 0.001
     assert (sem != FREE).sum() == 39092
+
+
+def test_atomic_save_figure_writes_png_and_closes(tmp_path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    from occ.utils.io import atomic_save_figure
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    atomic_save_figure(fig, str(tmp_path / 'a.png'), dpi=50)
+    assert (tmp_path / 'a.png').read_bytes()[:4] == b'\x89PNG'
+    assert not plt.fignum_exists(fig.number)
+    fig2, _ = plt.subplots()
+    atomic_save_figure(fig2, str(tmp_path / 'b.svg'), close=False, format='svg')
+    assert b'<svg' in (tmp_path / 'b.svg').read_bytes()[:400] and plt.fignum_exists(fig2.number)
+    plt.close(fig2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['a.png', 'b.svg']     # no temp files left

@@ -40,7 +40,7 @@ from occ.evaluation.metric import load_infos  # noqa: E402
 from occ.evaluation.origins import origins_from_infos  # noqa: E402
 from occ.evaluation.sources import PredictionSource, discover_gt, scene_sequences  # noqa: E402
 from occ.grid import OCC3D_RANGE, OccGrid  # noqa: E402
-from occ.utils.io import atomic_save_json, atomic_write_bytes  # noqa: E402
+from occ.utils.io import atomic_save_figure, atomic_save_json, atomic_write_bytes  # noqa: E402
 
 MAX_LISTED = 10
 
@@ -262,10 +262,7 @@ def plot_confusion(hist: np.ndarray, path: str, title: str) -> None:
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label='fraction of GT row')
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=100)
 
 
 def main(argv=None) -> int:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import io
 import itertools
 import json
 import math
@@ -23,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from occ.utils.io import atomic_save_json, atomic_write_bytes
+from occ.utils.io import atomic_save_figure, atomic_save_json, atomic_write_bytes
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
@@ -197,10 +196,7 @@ def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
         kind = 'bar'
     ax.set_ylabel(metric)
     ax.grid(alpha=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=110, bbox_inches='tight')
     return kind
 
 

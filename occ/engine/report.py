@@ -7,7 +7,6 @@ prediction files) and writes ``<out_dir>/report.md`` plus PNGs, atomically.
 from __future__ import annotations
 
 import glob
-import io
 import json
 import math
 import os
@@ -17,7 +16,7 @@ import numpy as np
 
 from occ.constants import CLASS_NAMES, DYNAMIC_CLASSES, SEMANTIC_CLASSES
 from occ.grid import OCC3D_RANGE
-from occ.utils.io import atomic_write_bytes
+from occ.utils.io import atomic_save_figure, atomic_write_bytes
 
 
 def read_metrics(path: str) -> dict:
@@ -72,9 +71,7 @@ def read_scalars(work_dir: str) -> list:
 
 
 def _savefig(fig, path: str) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, close=False, dpi=110, bbox_inches='tight')
 
 
 def plot_training_curve(rows: list, path: str) -> None:

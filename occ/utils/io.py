@@ -51,6 +51,18 @@ def atomic_save_json(path: str, obj, **kwargs) -> None:
     atomic_write_bytes(path, json.dumps(obj, **kwargs).encode())
 
 
+def atomic_save_figure(fig, path: str, close: bool = True, **savefig_kwargs) -> None:
+    """A matplotlib figure to ``path`` atomically (PNG unless ``format`` says otherwise);
+    the figure is closed afterwards unless ``close=False``."""
+    savefig_kwargs.setdefault('format', 'png')
+    buf = io.BytesIO()
+    fig.savefig(buf, **savefig_kwargs)
+    if close:
+        import matplotlib.pyplot as plt
+        plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_torch_save(obj, path: str) -> None:
     import torch
     buf = io.BytesIO()

@@ -9,13 +9,12 @@ colours each column by its most frequent category.
 """
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
 from occ.constants import CLASS_NAMES, FREE, OCC_COLORS
 from occ.grid import OCC3D_RANGE
-from occ.utils.io import atomic_write_bytes
+from occ.utils.io import atomic_save_figure
 from occ.vis.bev import bev_colors, bev_extent, to_picture
 
 NONE, CORRECT, WRONG_CLASS, FALSE_OCCUPIED, MISSED = range(5)
@@ -118,8 +117,5 @@ def draw_prediction_vs_gt(gt: dict, pred_semantics, out_path: str, title: str = 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=80)
-    plt.close(fig)
-    atomic_write_bytes(out_path, buf.getvalue())
+    atomic_save_figure(fig, out_path, dpi=80)
     return out_path

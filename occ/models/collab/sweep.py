@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import math
 import os
@@ -120,7 +119,7 @@ def plot_sweep(rep: dict, path: str, title: str = '') -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    from occ.utils.io import atomic_write_bytes
+    from occ.utils.io import atomic_save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rows = [r for r in rep['rows'] if r['bytes'] > 0]
@@ -145,10 +144,7 @@ def plot_sweep(rep: dict, path: str, title: str = '') -> None:
     ax.legend(fontsize=8)
     if title:
         ax.set_title(title, fontsize=9)
-    buf = io.BytesIO()
-    fig.savefig(buf, format='png', dpi=110, bbox_inches='tight')
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path, dpi=110, bbox_inches='tight')
 
 
 def load_rows(path: str) -> list:
