@@ -103,7 +103,7 @@ def box_mask(info: dict, keep: set, centers: np.ndarray, margin: float) -> np.nd
 @torch.no_grad()
 def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | None) -> dict:
     from occ.data import occ_collate
-    from occ.engine.checkpoint import resolve_last_checkpoint, verify_checkpoint
+    from occ.engine.checkpoint import load_state_dict, resolve_last_checkpoint
     from occ.engine.config import load_config
     from occ.registry import DATASETS, MODELS
 
@@ -112,11 +112,7 @@ def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | Non
     if ckpt is None:
         raise FileNotFoundError(f'{run_dir}: no last_checkpoint; train the config first')
     model = MODELS.build(cfg.model)
-    verify_checkpoint(ckpt)
-    # mmengine checkpoints hold more than tensors (message hub, schedulers), which
-    # torch's default weights_only=True rejects; load only checkpoints you trust.
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
-    model.load_state_dict({k.removeprefix('module.'): v for k, v in state.items()}, strict=True)
+    model.load_state_dict(load_state_dict(ckpt), strict=True)
     model.eval()
     ds = DATASETS.build(cfg.test_dataloader.dataset)
     moving = moving_instances(ds.infos, min_speed)

@@ -361,3 +361,20 @@ def test_ddp_two_processes_gloo(tmp_path):
     verify_checkpoint(osp.join(wd, 'iter_6.pth'))
     assert json.load(open(osp.join(wd, 'train_stats.json')))['iters'] == 6
     assert not [p for p in os.listdir(wd) if p.endswith('.tmp')]
+
+
+def test_load_state_dict_strips_ddp_prefix_and_names_bad_files(tmp_path):
+    import torch
+
+    from occ.engine.checkpoint import CheckpointError, load_state_dict
+    w = torch.arange(3.0)
+    torch.save({'state_dict': {'module.a.weight': w}, 'message_hub': {'x': 1}}, tmp_path / 'mm.pth')
+    torch.save({'b': w}, tmp_path / 'bare.pth')
+    assert list(load_state_dict(str(tmp_path / 'mm.pth'))) == ['a.weight']
+    assert torch.equal(load_state_dict(str(tmp_path / 'bare.pth'))['b'], w)
+    (tmp_path / 'cut.pth').write_bytes((tmp_path / 'mm.pth').read_bytes()[:50])
+    with pytest.raises(CheckpointError, match='cut.pth'):
+        load_state_dict(str(tmp_path / 'cut.pth'))
+    torch.save([w], tmp_path / 'list.pth')
+    with pytest.raises(CheckpointError, match='list.pth.*no state dict'):
+        load_state_dict(str(tmp_path / 'list.pth'))

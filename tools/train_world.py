@@ -105,11 +105,10 @@ def train_stage(cfg) -> float:
 
 
 def build_trained(cfg, ckpt: str):
-    import torch
+    from occ.engine.checkpoint import load_state_dict
     from occ.registry import MODELS
     model = MODELS.build(cfg.model)
-    state = torch.load(ckpt, map_location='cpu', weights_only=False)
-    model.load_state_dict(state.get('state_dict', state))
+    model.load_state_dict(load_state_dict(ckpt))
     return model
 
 

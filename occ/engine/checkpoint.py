@@ -47,6 +47,22 @@ def verify_checkpoint(path: str) -> None:
         raise CheckpointError(f'{path}: corrupt checkpoint (member {bad!r} fails its CRC check)')
 
 
+def load_state_dict(path: str) -> dict:
+    """The model weights of a checkpoint (mmengine's ``state_dict`` entry, or a bare state dict),
+    with DDP's ``module.`` prefixes removed; CheckpointError naming ``path`` if it is unreadable.
+
+    mmengine checkpoints hold more than tensors (message hub, schedulers), which torch's
+    default ``weights_only=True`` rejects: load only checkpoints you trust.
+    """
+    import torch
+    verify_checkpoint(path)
+    ckpt = torch.load(path, map_location='cpu', weights_only=False)
+    state = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f'{path}: no state dict inside (found {type(ckpt).__name__})')
+    return {k.removeprefix('module.'): v for k, v in state.items()}
+
+
 def resolve_last_checkpoint(work_dir: str) -> str | None:
     """Checkpoint named by ``work_dir/last_checkpoint``, or None if there is no pointer."""
     pointer = osp.join(work_dir, 'last_checkpoint')

@@ -212,11 +212,8 @@ class OccWorldModel(BaseModel):
 
     def load_tokenizer(self, path: str) -> None:
         """Load ``tokenizer.*`` weights from a checkpoint of the tokenizer stage."""
-        try:
-            ckpt = torch.load(path, map_location='cpu', weights_only=False)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise RuntimeError(f'{path}: cannot read the tokenizer checkpoint ({e})') from e
-        state = ckpt.get('state_dict', ckpt)
+        from occ.engine.checkpoint import load_state_dict
+        state = load_state_dict(path)       # CheckpointError (a RuntimeError) naming the file
         sub = {k[len('tokenizer.'):]: v for k, v in state.items() if k.startswith('tokenizer.')}
         if not sub:
             raise RuntimeError(f'{path}: no tokenizer.* weights (is it a tokenizer-stage checkpoint?)')
