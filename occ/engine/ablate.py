@@ -96,21 +96,17 @@ def worker(config: str, work_dir: str, options: dict, iters: int | None,
     if iters is not None:
         opts['train_cfg.max_iters'] = int(iters)
     cfg = load_config(config, opts, work_dir)
-    if load_from is not None:
+    if load_from is not None:          # test only: these weights under this config
         if not osp.isfile(load_from):
             raise FileNotFoundError(f'{load_from}: checkpoint to test not found')
-        cfg.load_from = load_from
-        cfg.resume = False
-        runner = OccRunner.from_cfg(cfg)
-        metrics = runner.test()
-        metrics = {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
-        atomic_save_json(osp.join(work_dir, 'metrics.json'), metrics)
-        return metrics
-    hooks = list(cfg.get('custom_hooks', []))
-    if not any(h.get('type') == 'RunStatsHook' for h in hooks):
-        cfg.custom_hooks = hooks + [dict(type='RunStatsHook')]
+        cfg.load_from, cfg.resume = load_from, False
+    else:
+        hooks = list(cfg.get('custom_hooks', []))
+        if not any(h.get('type') == 'RunStatsHook' for h in hooks):
+            cfg.custom_hooks = hooks + [dict(type='RunStatsHook')]
     runner = OccRunner.from_cfg(cfg)
-    runner.train()
+    if load_from is None:
+        runner.train()
     metrics = runner.test()
     metrics = {k: float(v) if isinstance(v, (int, float)) else v for k, v in metrics.items()}
     atomic_save_json(osp.join(work_dir, 'metrics.json'), metrics)
