@@ -41,62 +41,10 @@ sys.path.insert(0, ROOT)
 
 from occ.constants import FREE  # noqa: E402
 from occ.evaluation.confusion import confusion_matrices, iou_from_hist  # noqa: E402
+from occ.evaluation.regions import box_mask, moving_instances, occluded_mask  # noqa: E402
 from occ.utils.io import atomic_save_figure, atomic_save_json, atomic_write_bytes  # noqa: E402
 
 DEFAULT_CONFIGS = [f'configs/ablations/temporal_t{t}.py' for t in (0, 1, 2, 4)]
-
-
-# ------------------------------------------------------------------ regions
-def moving_instances(infos: list, min_speed: float) -> dict:
-    """sample token -> set of instance tokens moving faster than ``min_speed`` m/s.
-
-    Speed from the global box centre at this keyframe and the previous /
-    next keyframe of the same scene (whichever exist; the larger counts).
-    """
-    by_token = {i['token']: i for i in infos}
-
-    def centres(info):
-        b = info['boxes']
-        e = np.asarray(info['ego2global'], np.float64)
-        c = np.asarray(b['center'], np.float64).reshape(-1, 3) @ e[:3, :3].T + e[:3, 3]
-        return dict(zip(list(b['instance_token']), c))
-
-    out = {}
-    for info in infos:
-        cur = centres(info)
-        speed = {k: 0.0 for k in cur}
-        for nb in (info.get('prev'), info.get('next')):
-            other = by_token.get(nb) if nb else None
-            if other is None:
-                continue
-            dt = abs(other['timestamp'] - info['timestamp']) * 1e-6
-            if dt <= 0:
-                continue
-            oc = centres(other)
-            for k, c in cur.items():
-                if k in oc:
-                    speed[k] = max(speed[k], float(np.linalg.norm(oc[k] - c)) / dt)
-        out[info['token']] = {k for k, v in speed.items() if v > min_speed}
-    return out
-
-
-def box_mask(info: dict, keep: set, centers: np.ndarray, margin: float) -> np.ndarray:
-    """bool [X, Y, Z]: voxel centres inside any kept box (grown by ``margin`` m)."""
-    mask = np.zeros(centers.shape[:3], bool)
-    b = info['boxes']
-    for n, tok in enumerate(b['instance_token']):
-        if tok not in keep:
-            continue
-        c = np.asarray(b['center'][n], np.float64)
-        w, length, h = (float(v) for v in b['size'][n])
-        yaw = float(b['yaw'][n])
-        d = centers - c
-        cy, sy = np.cos(yaw), np.sin(yaw)
-        lx = d[..., 0] * cy + d[..., 1] * sy        # along the box heading
-        ly = -d[..., 0] * sy + d[..., 1] * cy
-        mask |= ((np.abs(lx) <= length / 2 + margin) & (np.abs(ly) <= w / 2 + margin)
-                 & (np.abs(d[..., 2]) <= h / 2 + margin))
-    return mask
 
 
 # ------------------------------------------------------------------- evaluate
@@ -133,7 +81,7 @@ def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | Non
         times.append(time.perf_counter() - t0)
         gt = batch['voxel_semantics'][0].numpy()
         cam = batch['mask_camera'][0].numpy().astype(bool)
-        occluded = (gt < FREE) & ~cam
+        occluded = occluded_mask(gt, cam)
         mov = box_mask(ds.infos[i], moving[ds.infos[i]['token']], centers, margin) & cam
         for key, region in (('camera', cam), ('occluded', occluded), ('moving', mov)):
             hists[key] += confusion_matrices(pred, gt, region.view(np.uint8))[0]

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')))
 
-from occ.engine.ablate import main  # noqa: E402
+from occ.analysis.ablate import main  # noqa: E402
 
 if __name__ == '__main__':
     sys.exit(main())

@@ -57,8 +57,8 @@ def main(argv=None) -> int:
 
     from occ.data.occ3d_io import load_occ3d_labels, load_prediction
     from occ.engine.config import load_config
-    from occ.engine.prior import class_prior, write_prior_predictions
-    from occ.engine.report import write_report
+    from occ.analysis.prior import class_prior, write_prior_predictions
+    from occ.analysis.report import write_report
     from occ.evaluation.metric import load_infos
 
     t0 = time.perf_counter()

@@ -11,11 +11,12 @@ from occ.evaluation.metric import OccMetric, load_infos
 from occ.evaluation.origins import default_origins, origins_from_infos, select_origins
 from occ.evaluation.ray_iou import (RAY_THRESHOLDS, RayIoUAccumulator, RayCaster, cast_rays,
                                     lidar_pitch_angles, lidar_ray_directions)
+from occ.evaluation.regions import box_mask, moving_instances, occluded_mask
 
 __all__ = [
     'MASKS', 'ConfusionAccumulator', 'confusion_matrices', 'iou_from_hist',
     'OccEvaluator', 'grid_for_shape', 'forecast_metrics', 'future_hists', 'horizon_name',
     'OccMetric', 'load_infos', 'default_origins', 'origins_from_infos', 'select_origins',
     'RAY_THRESHOLDS', 'RayIoUAccumulator', 'RayCaster', 'cast_rays', 'lidar_pitch_angles',
-    'lidar_ray_directions',
+    'lidar_ray_directions', 'box_mask', 'moving_instances', 'occluded_mask',
 ]

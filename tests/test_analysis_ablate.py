@@ -8,7 +8,7 @@ import os.path as osp
 
 import pytest
 
-from occ.engine.ablate import expand_runs, markdown_table, plot, split_values
+from occ.analysis.ablate import expand_runs, markdown_table, plot, split_values
 
 HERE = osp.dirname(osp.abspath(__file__))
 
@@ -46,7 +46,7 @@ def test_table_and_plot_kinds(tmp_path):
 def test_ablate_runs_toy_grid(tmp_path):
     from test_engine import write_config
 
-    from occ.engine.ablate import main
+    from occ.analysis.ablate import main
     cfg = write_config(tmp_path, max_iters=4, ckpt_interval=4,
                        extra="custom_imports = dict(imports=['test_engine'], allow_failed_imports=False)\n")
     root = str(tmp_path / 'abl')
@@ -85,7 +85,7 @@ def test_ablate_runs_toy_grid(tmp_path):
 
 
 def test_bandwidth_report_pools_tables(tmp_path):
-    from occ.engine.ablate import bandwidth_report
+    from occ.analysis.ablate import bandwidth_report
 
     def row(name, nbytes, miou):
         return {'name': name, 'status': 'ok', 'miou': miou, 'metrics': {'miou': miou, 'bytes_sent': nbytes}}

@@ -11,8 +11,8 @@ import pytest
 from occ.constants import CLASS_NAMES, DYNAMIC_CLASSES, FREE
 from occ.data.occ3d_io import load_prediction, save_occ3d_labels
 from occ.engine.prediction_writer import upsample_grid
-from occ.engine.prior import class_prior, write_prior_predictions
-from occ.engine.report import dynamic_miou, read_metrics, read_scalars, write_report
+from occ.analysis.prior import class_prior, write_prior_predictions
+from occ.analysis.report import dynamic_miou, read_metrics, read_scalars, write_report
 
 
 def make_root(tmp_path, n=5, shape=(4, 4, 2), seed=0):

@@ -1,6 +1,6 @@
 """Ablations: run configs (x a grid of overrides), tabulate accuracy, time and memory.
 
-Each run is a separate process (``python -m occ.engine.ablate --worker ...``)
+Each run is a separate process (``python -m occ.analysis.ablate --worker ...``)
 that trains, then tests, in one mmengine Runner, so its peak RSS is its own.
 Results are collected from ``<run>/metrics.json`` and ``<run>/train_stats.json``
 into ``ablation.json``, ``ablation.md`` (table) and ``ablation.png`` (plot).
@@ -206,7 +206,7 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
     rows = []
     for i, run in enumerate(runs):
         run_dir = osp.join(work_root, run['name'])
-        cmd = [sys.executable, '-m', 'occ.engine.ablate', '--worker', run['config'], '--work-dir', run_dir]
+        cmd = [sys.executable, '-m', 'occ.analysis.ablate', '--worker', run['config'], '--work-dir', run_dir]
         if iters is not None:
             cmd += ['--iters', str(iters)]
         if load_from is not None:
@@ -235,7 +235,7 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
 def bandwidth_report(tables: list, out_dir: str, curve: str | None = 'tome') -> str:
     """Pool ablation tables of a collaboration sweep, write ``sweep.md`` and ``sweep.png``
     (mIoU against bytes, log2 x) into ``out_dir``; return the markdown."""
-    from occ.models.collab.sweep import budget_report, format_report, load_rows, plot_sweep
+    from occ.analysis.sweep import budget_report, format_report, load_rows, plot_sweep
     rep = budget_report([r for t in tables for r in load_rows(t)], curve=curve)
     md = format_report(rep)
     atomic_write_bytes(osp.join(out_dir, 'sweep.md'), (md + '\n').encode())
@@ -257,7 +257,7 @@ def parse_args(argv=None):
     p.add_argument('--bandwidth-report', nargs='*', default=None, metavar='JSON',
                    help='also write sweep.md / sweep.png: mIoU against bytes sent (log2), one line per '
                         'collaboration strategy, ego-only and full sharing marked, and the share of full '
-                        "sharing's gain kept at 1/16 of its bytes (occ.models.collab.sweep); JSON: more "
+                        "sharing's gain kept at 1/16 of its bytes (occ.analysis.sweep); JSON: more "
                         'ablation.json tables to pool, e.g. a separately trained ego-only run')
     p.add_argument('--curve', default='tome', help='with --bandwidth-report: the strategy read at 1/16')
     # internal: one run in this process

@@ -12,9 +12,9 @@ full-sharing row) make the curve read at 1/16; without it every compressed
 row does. ``--plot PNG`` draws mIoU against bytes (log x) with one line per
 strategy, ego-only as a horizontal line and full sharing as a star.
 
-    python -m occ.models.collab.sweep results.csv     # columns name, bytes, miou
-    python -m occ.models.collab.sweep work_dirs/<ablation>/ablation.json --curve tome --plot sweep.png
-    python -m occ.models.collab.sweep ego/ablation.json budgets/ablation.json --curve tome   # pooled
+    python -m occ.analysis.sweep results.csv     # columns name, bytes, miou
+    python -m occ.analysis.sweep work_dirs/<ablation>/ablation.json --curve tome --plot sweep.png
+    python -m occ.analysis.sweep ego/ablation.json budgets/ablation.json --curve tome   # pooled
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 from occ.models.collab import CollabFusion
 from occ.models.collab.message import max_tokens_for_budget
-from occ.models.collab.sweep import budget_report, format_report, load_rows, main
+from occ.analysis.sweep import budget_report, format_report, load_rows, main
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 ROWS = [dict(name='ego', bytes=0, miou=20.0), dict(name='full', bytes=2_560_000, miou=30.0),
@@ -86,7 +86,7 @@ def test_sweep_configs_span_100x_and_build():
 
 
 def test_report_curve_filter_and_plot(tmp_path, capsys):
-    from occ.models.collab.sweep import plot_sweep, strategy_of
+    from occ.analysis.sweep import plot_sweep, strategy_of
     assert strategy_of('collab_budget_topk_20k') == 'topk' and strategy_of('collab_budget_ego') == 'ego'
     assert strategy_of('x') == ''
     rows = [dict(name='collab_budget_ego', bytes=0, miou=20.0),
