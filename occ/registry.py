@@ -23,5 +23,8 @@ FUNCTIONS = Registry('function', parent=MMENGINE_FUNCTIONS, scope='occ',
                      locations=['occ.data'])
 METRICS = Registry('metric', parent=MMENGINE_METRICS, scope='occ',
                    locations=['occ.evaluation'])
+# parts of OccEvaluator (voxel IoU, RayIoU, forecasting, bytes, visibility regions);
+# not an mmengine root registry: OccMetric builds them, the Runner never does
+METRIC_PARTS = Registry('metric part', scope='occ', locations=['occ.evaluation'])
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='occ',
                  locations=['occ.engine'])

@@ -1,103 +1,171 @@
 """One object that turns per-frame predictions into every occupancy metric.
 
-``OccEvaluator.frame_result`` computes a small, picklable summary of one frame
-(sparse confusion counts, ray counts, per-horizon counts, bytes sent); such
-summaries are summed by ``add_result`` in any order, so the tool's worker
-pool and mmengine's distributed result collection both reduce to the same
-integer sums. ``summary`` / ``flat_metrics`` give the numbers in percent.
+``OccEvaluator`` is a list of metric parts (``occ/evaluation/parts.py``,
+``region_parts.py``; registered in ``METRIC_PARTS``). ``frame_result`` asks
+each part for the additive statistics of one frame and returns them in a
+small, picklable dict (sparse counts); ``add_result`` sums such dicts in any
+order, so the tool's worker pool and mmengine's distributed result collection
+reduce to the same sums. ``summary`` / ``flat_metrics`` give the numbers in
+percent. ``frame_table`` stacks per-frame statistics (one array per part) and
+``metrics_from_totals`` recomputes the numbers from any weighted sum of them,
+which is how a bootstrap resamples frames without approximating mIoU.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-import torch
 
-from occ.constants import CLASS_NAMES, FREE, NUM_CLASSES
-from occ.evaluation.confusion import MASKS, ConfusionAccumulator, confusion_matrices
-from occ.evaluation.forecast import forecast_metrics, future_hists
-from occ.evaluation.origins import default_origins
-from occ.evaluation.ray_iou import (RAY_THRESHOLDS, RayIoUAccumulator, RayCaster,
-                                    lidar_ray_directions)
-from occ.grid import OCC3D_RANGE, OccGrid
+from occ.evaluation.confusion import MASKS, ConfusionAccumulator
+from occ.evaluation import region_parts  # noqa: F401  (registers the region parts)
+from occ.evaluation.parts import SEMANTIC_NAMES, MetricPart, grid_for_shape  # noqa: F401
+from occ.grid import OCC3D_RANGE
+from occ.registry import METRIC_PARTS
+from occ.utils.io import atomic_save_npz
 
-SEMANTIC_NAMES = CLASS_NAMES[:FREE]
-
-
-def grid_for_shape(shape, pc_range=OCC3D_RANGE) -> OccGrid:
-    """The OccGrid over ``pc_range`` with ``shape`` [X, Y, Z] voxels (voxels must be cubic)."""
-    lo, hi = np.asarray(pc_range[:3], float), np.asarray(pc_range[3:], float)
-    sizes = (hi - lo) / np.asarray(shape, float)
-    if not np.allclose(sizes, sizes[0], rtol=1e-4):
-        raise ValueError(f'grid {tuple(shape)} over range {tuple(pc_range)} gives non-cubic voxels '
-                         f'{sizes.tolist()}; pass pc_range/voxel_size explicitly')
-    return OccGrid(tuple(float(v) for v in pc_range), float(sizes[0]))
+# ``ray_iou=False`` drops RayIoU; parts whose inputs a frame lacks skip it.
+DEFAULT_PARTS = ('VoxelIoU', 'RayIoU', 'ForecastIoU', 'BytesSent', 'HistoryOnlyRegion')
+FIXED_INPUTS = ('pred', 'gt', 'mask_camera', 'mask_lidar', 'origins', 'pred_future',
+                'gt_future', 'bytes_sent')
 
 
-def _pack(hist: np.ndarray) -> tuple:
-    """Dense int histogram -> (shape, flat nonzero indices int32, counts int64): a few hundred bytes."""
-    flat = hist.ravel()
+def _pack(a: np.ndarray) -> tuple:
+    """Dense statistics -> (shape, flat nonzero indices int32, values): a few hundred bytes."""
+    flat = np.asarray(a).ravel()
     nz = np.flatnonzero(flat)
-    return (hist.shape, nz.astype(np.int32), flat[nz].astype(np.int64))
+    return (a.shape, nz.astype(np.int32), flat[nz])
 
 
 def _unpack(packed: tuple) -> np.ndarray:
-    shape, idx, cnt = packed
-    out = np.zeros(int(np.prod(shape)), np.int64)
-    np.add.at(out, idx, cnt)
+    shape, idx, val = packed
+    out = np.zeros(int(np.prod(shape)), val.dtype)
+    out[idx] = val
     return out.reshape(shape)
 
 
-def _numpy(x) -> np.ndarray:
-    """numpy view of an array, scalar or (any-device) torch tensor."""
+def _add_padded(total, a: np.ndarray) -> np.ndarray:
+    """``total + a`` with both zero-padded to the larger shape (e.g. fewer forecast horizons)."""
+    if total is None:
+        return a.copy()
+    if total.shape == a.shape:
+        total += a
+        return total
+    shape = tuple(max(s, t) for s, t in zip(total.shape, a.shape))
+    out = np.zeros(shape, np.result_type(total, a))
+    out[tuple(slice(0, s) for s in total.shape)] += total
+    out[tuple(slice(0, s) for s in a.shape)] += a
+    return out
+
+
+def _numpy(x):
+    """numpy view of an array, scalar or (any-device) torch tensor; None stays None."""
+    if x is None:
+        return None
     return x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
 
 
-def _pct(x: float):
-    return None if x is None or (isinstance(x, float) and math.isnan(x)) else 100.0 * float(x)
+def save_frame_table(path: str, tokens: list, table: dict) -> None:
+    """Write ``OccEvaluator.frame_table`` output and the frames' tokens to ``path`` (.npz, atomic)."""
+    atomic_save_npz(path, tokens=np.asarray(tokens, dtype=str), **table)
+
+
+def load_frame_table(path: str) -> tuple:
+    """(tokens list[str], table dict) from ``save_frame_table``'s file; errors name the file."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f'{path}: per-frame statistics not found') from e
+    except (ValueError, OSError) as e:
+        raise ValueError(f'{path}: not a per-frame statistics file ({e})') from e
+    if 'tokens' not in data or 'hist' not in data:
+        raise ValueError(f'{path}: per-frame statistics need "tokens" and "hist", got {sorted(data)}')
+    tokens = data.pop('tokens').tolist()
+    for k, v in data.items():
+        if len(v) != len(tokens):
+            raise ValueError(f'{path}: {k} has {len(v)} frames, tokens has {len(tokens)}')
+    return tokens, data
+
+
+def select_frames(table: dict, index) -> dict:
+    """The rows ``index`` (int array) of every array of a frame table."""
+    return {k: v[index] for k, v in table.items()}
+
+
+def build_parts(parts=None, ray_iou: bool = True, ray_device=None) -> list:
+    """Metric parts from names / config dicts / instances (None = ``DEFAULT_PARTS``).
+
+    ``ray_iou=False`` leaves RayIoU out; ``ray_device`` is the default device of RayIoU.
+    """
+    out = []
+    for p in DEFAULT_PARTS if parts is None else parts:
+        if isinstance(p, MetricPart):
+            out.append(p)
+            continue
+        cfg = dict(type=p) if isinstance(p, str) else dict(p)
+        if cfg.get('type') == 'RayIoU':
+            if not ray_iou:
+                continue
+            cfg.setdefault('device', ray_device)
+        part = METRIC_PARTS.build(cfg)
+        if not isinstance(part, MetricPart):
+            raise TypeError(f'metric part {cfg!r} built {type(part).__name__}, not a MetricPart')
+        out.append(part)
+    names = [p.name for p in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f'metric parts with the same name: {names}')
+    return out
 
 
 class OccEvaluator:
-    """Streaming accumulator of voxel mIoU/IoU (3 masks), RayIoU, forecasting and bytes.
+    """Streaming evaluator made of metric parts (voxel mIoU/IoU, RayIoU, forecasting, bytes, regions).
 
     Args:
-        ray_iou: compute RayIoU (costs two ray casts of ~14k rays per origin per frame).
-        ray_device: torch device for the ray casts (None = CUDA when available, else CPU).
+        ray_iou: keep the RayIoU part (costs two ray casts of ~14k rays per origin per frame).
+        ray_device: torch device of the ray casts (None = CUDA when available, else CPU).
         pc_range: metric range of the grid; the voxel size follows from the array shape.
+        parts: metric parts (registered names, config dicts or ``MetricPart`` instances);
+            None = ``DEFAULT_PARTS``.
     """
 
-    def __init__(self, ray_iou: bool = True, ray_device=None, pc_range=OCC3D_RANGE):
-        self.ray_iou = ray_iou
-        if ray_device is None:
-            ray_device = 'cuda' if torch.cuda.is_available() else 'cpu'
-        self.ray_device = ray_device
+    def __init__(self, ray_iou: bool = True, ray_device=None, pc_range=OCC3D_RANGE, parts=None):
         self.pc_range = tuple(pc_range)
-        self.conf = ConfusionAccumulator()
-        self.rays = RayIoUAccumulator()
-        self.future = None                  # int64 [H, 18, 18]
-        self.bytes_sum = 0.0
-        self.bytes_frames = 0
-        self.ray_frames = 0
-        self.default_origin_frames = 0
-        self._directions = None
-        self._default_casters = {}
+        self.parts = build_parts(parts, ray_iou, ray_device)
+        self.reset()
 
-    def _caster(self, origins, shape) -> RayCaster:
-        """Rays of a frame; the default-origin traversal is built once and reused."""
-        grid = grid_for_shape(shape, self.pc_range)
-        if self._directions is None:
-            self._directions = lidar_ray_directions()
-        if origins is not None:
-            return RayCaster(origins, self._directions, grid, self.ray_device)
-        key = tuple(shape)
-        if key not in self._default_casters:
-            self._default_casters[key] = RayCaster(default_origins(), self._directions,
-                                                         grid, self.ray_device)
-        return self._default_casters[key]
+    def reset(self) -> None:
+        """Forget every added frame (the parts and their caches stay)."""
+        self.totals = {p.name: None for p in self.parts}
+        self.frames = {p.name: 0 for p in self.parts}
+
+    def empty_copy(self) -> 'OccEvaluator':
+        """A new evaluator with the same parts and range and nothing added."""
+        ev = OccEvaluator.__new__(OccEvaluator)
+        ev.pc_range, ev.parts = self.pc_range, self.parts
+        ev.reset()
+        return ev
+
+    def part(self, name: str) -> MetricPart:
+        for p in self.parts:
+            if p.name == name:
+                return p
+        raise KeyError(f'no metric part named {name!r}; parts: {[p.name for p in self.parts]}')
+
+    @property
+    def inputs(self) -> set:
+        """Names of every frame input some part reads (beyond ``pc_range``)."""
+        return {k for p in self.parts for k in p.inputs}
+
+    @property
+    def conf(self) -> ConfusionAccumulator:
+        """The voxel confusion counts as a ``ConfusionAccumulator`` (hist [3, 18, 18])."""
+        acc = ConfusionAccumulator()
+        total = self.totals.get('hist')
+        if total is not None:
+            acc.add_hist(total, self.frames['hist'])
+        return acc
 
     # ---- per frame -------------------------------------------------------
     def frame_result(self, pred, gt, mask_camera=None, mask_lidar=None, origins=None,
-                     pred_future=None, gt_future=None, bytes_sent=None) -> dict:
+                     pred_future=None, gt_future=None, bytes_sent=None, **extra) -> dict:
         """Small summary of one frame (does not change the accumulator).
 
         Args:
@@ -105,42 +173,32 @@ class OccEvaluator:
             origins: float [T, 3] RayIoU origins in the ego frame (None: nuScenes LiDAR default).
             pred_future: uint8 [H, X, Y, Z]; gt_future: uint8 [H', X, Y, Z].
             bytes_sent: scalar or per-agent array of bytes sent for this frame.
+            extra: further inputs parts may read, e.g. ``mask_camera_history`` uint8 [X, Y, Z].
+
+        Returns ``{part name: packed statistics}`` for the parts that scored the frame.
         """
-        gt, pred = _numpy(gt), _numpy(pred)
-        res = {'hist': _pack(confusion_matrices(pred, gt, mask_camera, mask_lidar))}
-        if self.ray_iou:
-            res['default_origin'] = origins is None
-            c = RayIoUAccumulator.frame_counts(pred, gt, self._caster(origins, gt.shape),
-                                               RAY_THRESHOLDS)
-            res['rays'] = np.concatenate([c['gt_cnt'][None], c['pred_cnt'][None], c['tp']])
-        if pred_future is not None and gt_future is not None:
-            res['future'] = _pack(future_hists(pred_future, gt_future))
-        if bytes_sent is not None:
-            b = _numpy(bytes_sent).astype(np.float64)
-            if b.size:
-                res['bytes'] = float(b.mean())       # mean over agents of this frame
+        f = {k: _numpy(v) for k, v in dict(pred=pred, gt=gt, mask_camera=mask_camera,
+                                              mask_lidar=mask_lidar, pred_future=pred_future,
+                                              gt_future=gt_future, bytes_sent=bytes_sent,
+                                              **extra).items()}
+        f['origins'] = origins
+        f['pc_range'] = self.pc_range
+        res = {}
+        for p in self.parts:
+            if any(f.get(k) is None for k in p.inputs):
+                continue
+            stats = p.frame(f)
+            if stats is not None:
+                res[p.name] = _pack(np.asarray(stats))
         return res
 
-    def add_result(self, res: dict) -> None:
-        self.conf.add_hist(_unpack(res['hist']))
-        if 'rays' in res:
-            r = np.asarray(res['rays'], np.int64)
-            self.rays.add_counts({'gt_cnt': r[0], 'pred_cnt': r[1], 'tp': r[2:]})
-            self.ray_frames += 1
-            self.default_origin_frames += int(res.get('default_origin', False))
-        if 'future' in res:
-            f = _unpack(res['future'])
-            if self.future is None:
-                self.future = f
-            else:
-                h = max(len(self.future), len(f))
-                acc = np.zeros((h, NUM_CLASSES, NUM_CLASSES), np.int64)
-                acc[:len(self.future)] += self.future
-                acc[:len(f)] += f
-                self.future = acc
-        if 'bytes' in res:
-            self.bytes_sum += res['bytes']
-            self.bytes_frames += 1
+    def add_result(self, res: dict, weight: int = 1) -> None:
+        """Add one ``frame_result`` (``weight`` times: a frame drawn k times by a bootstrap)."""
+        for p in self.parts:
+            if p.name in res:
+                a = _unpack(res[p.name])
+                self.totals[p.name] = _add_padded(self.totals[p.name], a if weight == 1 else a * weight)
+                self.frames[p.name] += weight
 
     def add(self, *args, **kwargs) -> dict:
         """``frame_result`` then ``add_result``."""
@@ -148,47 +206,71 @@ class OccEvaluator:
         self.add_result(res)
         return res
 
+    # ---- per-frame tables (bootstrap) ------------------------------------
+    def frame_table(self, results: list) -> dict:
+        """Per-frame statistics of ``results`` (frame_result dicts), stacked per part.
+
+        Returns ``{name: values [F, ...]}`` (zero-padded to one shape) and
+        ``{name + '.present': bool [F]}``; ``metrics_from_table`` pools any weighted
+        selection of these frames exactly as ``add_result`` would.
+        """
+        out = {}
+        for p in self.parts:
+            arrays = [_unpack(r[p.name]) if p.name in r else None for r in results]
+            shapes = [a.shape for a in arrays if a is not None]
+            if not shapes:
+                continue
+            shape = tuple(max(s) for s in zip(*shapes))
+            dtype = np.result_type(*[a.dtype for a in arrays if a is not None])
+            stack = np.zeros((len(results),) + shape, dtype)
+            for i, a in enumerate(arrays):
+                if a is not None:
+                    stack[(i,) + tuple(slice(0, s) for s in a.shape)] = a
+            out[p.name] = stack
+            out[p.name + '.present'] = np.array([a is not None for a in arrays])
+        return out
+
+    def metrics_from_table(self, table: dict, weights=None, mask: str = 'camera') -> dict:
+        """``flat_metrics`` of the frames of ``table`` weighted by ``weights`` [F] (None = all once).
+
+        A bootstrap draw is ``weights = np.bincount(draw, minlength=F)``: the sums
+        equal adding every drawn frame, so mIoU is recomputed from the pooled
+        confusion matrix, never averaged over frames.
+        """
+        ev = self.empty_copy()
+        for p in self.parts:
+            if p.name not in table:
+                continue
+            stack = table[p.name]
+            present = table[p.name + '.present']
+            w = np.ones(len(stack), np.int64) if weights is None else np.asarray(weights)
+            w = w * present
+            if w.sum() == 0:
+                continue
+            if np.issubdtype(stack.dtype, np.integer) and np.issubdtype(w.dtype, np.integer):
+                total = np.tensordot(w.astype(np.int64), stack, 1)
+            else:
+                total = np.tensordot(w.astype(np.float64), stack.astype(np.float64), 1)
+            ev.totals[p.name], ev.frames[p.name] = total, int(w.sum())
+        return ev.flat_metrics(mask)
+
     # ---- results ---------------------------------------------------------
     def summary(self, mask: str = 'camera') -> dict:
         """Structured results in percent (None where undefined), JSON-serialisable."""
         if mask not in MASKS:
             raise ValueError(f'mask must be one of {MASKS}, got {mask!r}')
-        m = self.conf.metrics(mask)
-        out = {'mask': mask, 'num_frames': self.conf.num_frames,
-               'miou': _pct(m['miou']), 'iou': _pct(m['iou']),
-               'per_class': {n: _pct(v) for n, v in zip(SEMANTIC_NAMES, m['per_class'][:FREE])},
-               'by_mask': {k: {'miou': _pct(v['miou']), 'iou': _pct(v['iou'])}
-                           for k, v in ((k, self.conf.metrics(k)) for k in MASKS)}}
-        if self.ray_frames:
-            r = self.rays.metrics()
-            out['ray_iou'] = _pct(r['ray_iou'])
-            for t in self.rays.thresholds:
-                out[f'ray_iou@{t:g}'] = _pct(r[f'ray_iou@{t:g}'])
-            out['ray_per_class'] = {n: _pct(v) for n, v in zip(SEMANTIC_NAMES, r['per_class'])}
-            out['ray_frames_default_origin'] = self.default_origin_frames
-        if self.future is not None:
-            fm = forecast_metrics(self.future)
-            out['forecast'] = {k: {kk: (_pct(vv) if kk in ('miou', 'iou') else vv)
-                                   for kk, vv in v.items() if kk != 'per_class'}
-                               for k, v in fm.items()}
-        if self.bytes_frames:
-            out['bytes_sent'] = self.bytes_sum / self.bytes_frames
+        out = {}
+        for p in self._reported():
+            out.update(p.summary(self.totals[p.name], self.frames[p.name], mask))
         return out
+
+    def _reported(self) -> list:
+        return [p for p in self.parts if self.frames[p.name] or p.always_reported]
 
     def flat_metrics(self, mask: str = 'camera') -> dict:
         """Flat dict of floats (percent; NaN where undefined) for loggers and mmengine."""
         s = self.summary(mask)
-        nan = float('nan')
-        out = {'miou': s['miou'] if s['miou'] is not None else nan,
-               'iou': s['iou'] if s['iou'] is not None else nan}
-        for n, v in s['per_class'].items():
-            out[f'IoU_{n}'] = nan if v is None else v
-        for k in ('ray_iou', 'ray_iou@1', 'ray_iou@2', 'ray_iou@4'):
-            if k in s:
-                out[k] = nan if s[k] is None else s[k]
-        for h, v in s.get('forecast', {}).items():
-            out[f'forecast_miou_{h}'] = nan if v['miou'] is None else v['miou']
-            out[f'forecast_iou_{h}'] = nan if v['iou'] is None else v['iou']
-        if 'bytes_sent' in s:
-            out['bytes_sent'] = float(s['bytes_sent'])
+        out = {}
+        for p in self._reported():
+            out.update(p.flat(s))
         return out

@@ -5,6 +5,7 @@ where things move; these masks select those voxels so the usual Occ3D
 histogram (``occ.evaluation.confusion``) can be restricted to them.
 
 - ``occluded_mask``: occupied in GT but outside the current ``mask_camera``;
+- ``history_only_mask``: seen in an aligned past frame, not in the current one;
 - ``moving_instances`` + ``box_mask``: voxel centres inside the (grown) boxes of
   instances whose *global* centre moves faster than a threshold between
   neighbouring keyframes (ego motion does not count).
@@ -87,3 +88,17 @@ def box_mask(info: dict, keep: set, centers: np.ndarray, margin: float) -> np.nd
         mask |= ((np.abs(lx) <= length / 2 + margin) & (np.abs(ly) <= w / 2 + margin)
                  & (np.abs(d[..., 2]) <= h / 2 + margin))
     return mask
+
+
+def history_only_mask(mask_camera_history: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
+    """bool [X, Y, Z]: voxels a camera saw in an aligned past frame but does not see now.
+
+    Args:
+        mask_camera_history: [X, Y, Z] visible now or in any past input frame warped into
+            the current ego frame (``occ.data`` builds it when ``num_history > 0``).
+        mask_camera: [X, Y, Z] current camera visibility (non-zero = visible).
+    """
+    if mask_camera_history.shape != mask_camera.shape:
+        raise ValueError(f'history_only_mask: mask_camera_history {mask_camera_history.shape} vs '
+                         f'mask_camera {mask_camera.shape}')
+    return mask_camera_history.astype(bool) & ~mask_camera.astype(bool)
