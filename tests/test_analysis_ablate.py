@@ -67,7 +67,7 @@ def test_ablate_runs_toy_grid(tmp_path):
     assert open(osp.join(root, 'ablation.png'), 'rb').read(4) == b'\x89PNG'
 
     # --load-from: no training, every run tests the given weights -> the trained run's metric.
-    ckpt = open(osp.join(root, rows[1]['name'], 'last_checkpoint')).read().strip()
+    ckpt = osp.join(root, rows[1]['name'], open(osp.join(root, rows[1]['name'], 'last_checkpoint')).read().strip())
     root2 = str(tmp_path / 'abl_eval')
     os.environ['PYTHONPATH'] = HERE + os.pathsep + os.environ.get('PYTHONPATH', '')
     try:

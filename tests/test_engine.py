@@ -148,7 +148,8 @@ def scalars(work_dir):
 
 
 def state_of(ckpt):
-    return torch.load(ckpt, map_location='cpu', weights_only=False)['state_dict']
+    from occ.engine.checkpoint import load_state_dict
+    return load_state_dict(ckpt)
 
 
 def test_training_decreases_loss_and_writes_checkpoints(tmp_path):
@@ -166,8 +167,8 @@ def test_training_decreases_loss_and_writes_checkpoints(tmp_path):
     # atomic hook: pointer names an existing, complete file; max_keep_ckpts=2; no temp files
     with open(osp.join(wd, 'last_checkpoint')) as f:
         last = f.read().strip()
-    assert last.endswith('iter_30.pth')
-    verify_checkpoint(last)
+    assert last == 'iter_30.pth'                 # relative to the work dir (a copy resumes from itself)
+    verify_checkpoint(osp.join(wd, last))
     assert sorted(os.path.basename(p) for p in glob.glob(osp.join(wd, '*.pth'))) == \
         ['iter_20.pth', 'iter_30.pth']
     assert not [p for p in os.listdir(wd) if p.endswith('.tmp')]
@@ -228,9 +229,12 @@ def test_corrupted_checkpoint_is_reported_by_name(tmp_path, capsys):
         f.write(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match='iter_4.pth.*truncated'):
         verify_checkpoint(ckpt)
-    assert train_tool.main([cfg, '--work-dir', wd, '--resume']) == 1
+    # an explicit --resume CKPT and test.py name the file; auto-resume falls back to iter_2
+    assert train_tool.main([cfg, '--work-dir', wd, '--resume', ckpt]) == 1
     err = capsys.readouterr().err
     assert ckpt in err and 'truncated' in err
+    from occ.engine.checkpoint import resolve_last_checkpoint
+    assert resolve_last_checkpoint(wd) == osp.join(wd, 'iter_2.pth')
     assert test_tool.main([cfg, ckpt, '--work-dir', wd]) == 1
     assert ckpt in capsys.readouterr().err
     # a flipped byte inside a member fails the CRC check

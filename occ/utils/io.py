@@ -2,7 +2,9 @@
 
 Write to a temporary file in the same directory, flush and fsync, then
 ``os.replace`` (atomic on POSIX). A kill at any moment never leaves a
-truncated checkpoint, prediction or label file behind.
+truncated checkpoint, prediction or label file behind. Files get the mode a
+plain ``open`` would give them (0666 minus the umask), not ``mkstemp``'s 0600,
+so other users of a shared dataset folder can read labels and info files.
 """
 from __future__ import annotations
 
@@ -11,8 +13,26 @@ import io
 import json
 import os
 import tempfile
+import threading
 
 import numpy as np
+
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask: from /proc on Linux (read-only), else by setting and restoring it."""
+    try:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('Umask:'):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -24,6 +44,7 @@ def atomic_open(path: str, mode: str = 'wb'):
     fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=d)
     try:
         with os.fdopen(fd, mode) as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())
             yield f
             f.flush()
             os.fsync(f.fileno())
