@@ -1,12 +1,12 @@
-"""Ego-motion alignment of BEV maps (occ.models.temporal.align)."""
+"""Ego-motion alignment of BEV maps (occ.geometry.warp_bev and occ.models.temporal.BEVAligner)."""
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from occ.grid import CPU_GRID, OccGrid
-from occ.models.temporal import BEVAligner, cur2past_transform, warp_bev
+from occ.geometry import CPU_GRID, OccGrid, relative_pose, warp_bev
+from occ.models.temporal import BEVAligner
 
 PC = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 
@@ -53,7 +53,7 @@ def test_whole_cell_translation_is_a_shift_with_invalid_border(shift):
     dx, dy = shift
     # ego moved forward by dx cells and left by dy cells, far from the global origin
     cur, past = pose(1832.0 + dx * voxel, 907.0 + dy * voxel, 0.0), pose(1832.0, 907.0, 0.0)
-    warped, valid = warp_bev(feat, cur2past_transform(cur, past), PC)
+    warped, valid = warp_bev(feat, relative_pose(cur, past), PC)
     # current cell (i, j) sits where past cell (i + dx, j + dy) was
     expect = torch.roll(feat, shifts=(-dx, -dy), dims=(2, 3))
     mask = torch.zeros(1, 1, n, n)
@@ -68,7 +68,7 @@ def test_rotation_by_90_degrees_is_rot90():
     feat = torch.randn(2, 4, 12, 12)
     cur = pose(50.0, -20.0, math.pi / 2 + 0.3).expand(2, 4, 4)
     past = pose(50.0, -20.0, 0.3).expand(2, 4, 4)
-    warped, valid = warp_bev(feat, cur2past_transform(cur, past), PC)
+    warped, valid = warp_bev(feat, relative_pose(cur, past), PC)
     # The ego turned left: the current forward axis is the past left axis, so
     # current (x, y) was at past (-y, x): warped[i, j] = feat[n-1-j, i] = rot90 clockwise.
     assert torch.allclose(warped, torch.rot90(feat, -1, (2, 3)), atol=1e-5)
@@ -85,7 +85,7 @@ def test_matches_slow_reference_for_a_generic_motion_with_bev_aug():
     cur, past = pose(713.3, -402.1, 0.41), pose(709.0, -405.5, 0.2)
     flip = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0]))[None]    # BEV y-flip
     rot = pose(0.0, 0.0, -0.15)                                      # BEV rotation
-    warped, valid = warp_bev(feat, cur2past_transform(cur, past, flip, rot), PC)
+    warped, valid = warp_bev(feat, relative_pose(cur, past, flip, rot), PC)
     ref, ref_valid = ref_warp(feat, cur, past, flip, rot, PC, voxel)
     assert np.array_equal(valid[0, 0].numpy(), ref_valid)
     assert 0 < ref_valid.sum() < n * n
@@ -98,8 +98,8 @@ def test_bev_aug_commutes_with_warp():
     feat = torch.randn(1, 3, 10, 10)
     cur, past = pose(16.0, 8.0, 0.0), pose(0.0, 0.0, 0.0)
     flip_y = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0]))[None]
-    plain, v_plain = warp_bev(feat, cur2past_transform(cur, past), PC)
-    aug, v_aug = warp_bev(torch.flip(feat, (3,)), cur2past_transform(cur, past, flip_y, flip_y), PC)
+    plain, v_plain = warp_bev(feat, relative_pose(cur, past), PC)
+    aug, v_aug = warp_bev(torch.flip(feat, (3,)), relative_pose(cur, past, flip_y, flip_y), PC)
     assert torch.allclose(aug, torch.flip(plain, (3,)), atol=1e-5)
     assert torch.equal(v_aug, torch.flip(v_plain, (3,)))
 
@@ -118,14 +118,14 @@ def test_warp_and_back_recovers_map_inside_valid_region():
     def in_hull(src2dst):
         # cells whose sample point lies between the outermost cell centres,
         # where bilinear interpolation (not the border clamp) is used
-        m = cur2past_transform(src2dst[0], src2dst[1])[0]
+        m = relative_pose(src2dst[0], src2dst[1])[0]
         p = xy @ m[:2, :2].T + m[:2, 3]
         return ((p >= -40 + half) & (p <= 40 - half)).all(-1).float()[None, None]
 
-    there, _ = warp_bev(feat, cur2past_transform(a, b), PC)
-    back, _ = warp_bev(there, cur2past_transform(b, a), PC)
+    there, _ = warp_bev(feat, relative_pose(a, b), PC)
+    back, _ = warp_bev(there, relative_pose(b, a), PC)
     exact_there = in_hull((a, b))
-    reads_exact, _ = warp_bev(exact_there, cur2past_transform(b, a), PC)
+    reads_exact, _ = warp_bev(exact_there, relative_pose(b, a), PC)
     ok = ((reads_exact > 0.999) * in_hull((b, a)))[0, 0] > 0
     assert ok.sum() > 0.3 * n * n
     assert torch.allclose(back[0][:, ok], feat[0][:, ok], atol=1e-4)
@@ -134,9 +134,9 @@ def test_warp_and_back_recovers_map_inside_valid_region():
     torch.manual_seed(4)
     rnd = torch.randn(1, 5, n, n)
     c, p = pose(12.0 + 4.0 * 3, 7.0 - 4.0, math.pi / 2), pose(12.0, 7.0, 0.0)
-    there, v1 = warp_bev(rnd, cur2past_transform(c, p), PC)
-    back, v2 = warp_bev(there, cur2past_transform(p, c), PC)
-    _, carried = warp_bev(v1, cur2past_transform(p, c), PC)
+    there, v1 = warp_bev(rnd, relative_pose(c, p), PC)
+    back, v2 = warp_bev(there, relative_pose(p, c), PC)
+    _, carried = warp_bev(v1, relative_pose(p, c), PC)
     ok = ((v2 * carried) > 0.5)[0, 0]
     assert ok.sum() == (n - 3) * (n - 1)
     assert torch.allclose(back[0][:, ok], rnd[0][:, ok], atol=1e-5)
@@ -144,7 +144,7 @@ def test_warp_and_back_recovers_map_inside_valid_region():
 
 def test_far_motion_is_all_invalid_and_zero():
     feat = torch.randn(1, 3, 8, 8) + 5
-    warped, valid = warp_bev(feat, cur2past_transform(pose(200.0, 0.0, 0.0), pose(0.0, 0.0, 0.0)), PC)
+    warped, valid = warp_bev(feat, relative_pose(pose(200.0, 0.0, 0.0), pose(0.0, 0.0, 0.0)), PC)
     assert valid.sum() == 0 and warped.abs().sum() == 0
 
 

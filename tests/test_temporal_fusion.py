@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 
 from occ.models.temporal import TemporalFusion, TemporalSelfAttention
-from occ.utils.transforms import planar_pose
+from occ.geometry import planar_pose
 
 PC = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 C, N = 8, 12
@@ -246,7 +246,7 @@ def test_temporal_attention_matches_slow_reference():
         out = att(cur, [dict(feat=past, cur2past=m, valid=torch.tensor([True]))])[0].double().numpy()
         # inputs to the reference: the module's own conv outputs (offset/weight
         # predictors and projections are plain 1x1 convs, not what is tested)
-        from occ.models.temporal import warp_bev
+        from occ.geometry import warp_bev
         aligned = warp_bev(past, m, pc)[0]
         ctx = torch.cat([aligned, cur], 1)
         off = att.offsets(ctx)[0].view(2, h, p, 2, n, n).double().numpy()

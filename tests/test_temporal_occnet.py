@@ -7,7 +7,7 @@ import torch
 from mmengine.config import Config
 
 from occ.registry import MODELS
-from occ.utils.transforms import planar_pose
+from occ.geometry import planar_pose
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 H, W, N_CAM = 64, 176, 6

@@ -9,8 +9,9 @@ import torch
 
 from occ.constants import FREE, IGNORE_INDEX, NUM_CLASSES
 from occ.data import occ_collate
+from occ.geometry import OccGrid, warp_labels
 from occ.models.world import (CopyLastForecaster, OccSequenceDataset, OccTokenizer, OccWorldModel, TokenForecaster,
-                              VectorQuantizer, causal_mask, step_poses, warp_labels)
+                              VectorQuantizer, causal_mask, step_poses)
 
 GRID = (16, 16, 4)
 
@@ -243,7 +244,7 @@ def test_ego_warp_on_a_hand_built_moving_grid():
 
 def test_warp_labels_identity():
     lab = torch.randint(0, 18, (2, 6, 6, 3))
-    out = warp_labels(lab, torch.eye(4).expand(2, 4, 4), (-3, -3, -1, 3, 3, 2), 1.0)
+    out = warp_labels(lab, torch.eye(4).expand(2, 4, 4), OccGrid((-3, -3, -1, 3, 3, 2), 1.0))
     assert torch.equal(out, lab)
 
 

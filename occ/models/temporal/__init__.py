@@ -4,11 +4,11 @@
 ``ConcatConvFusion`` (BEVDet4D-style), ``TemporalSelfAttention``
 (BEVFormer-style deformable attention) and ``ConvGRUFusion`` (recurrent).
 """
-from .align import BEVAligner, bev_cell_centers, cur2past_transform, warp_bev
+from .align import BEVAligner
 from .concat_fusion import ConcatConvFusion
 from .conv_gru import ConvGRUFusion
 from .temporal_attention import TemporalSelfAttention
 from .temporal_fusion import TemporalFusion
 
-__all__ = ['BEVAligner', 'bev_cell_centers', 'cur2past_transform', 'warp_bev', 'ConcatConvFusion',
+__all__ = ['BEVAligner', 'ConcatConvFusion',
            'ConvGRUFusion', 'TemporalSelfAttention', 'TemporalFusion']

@@ -4,9 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from occ.geometry import warp_bev
 from occ.registry import MODELS
-
-from .align import warp_bev
 
 
 @MODELS.register_module()

@@ -15,9 +15,8 @@ import math
 import torch
 import torch.nn as nn
 
+from occ.geometry import OccGrid, inside_mask, metric_to_normalized, sample_bev, transform_xy, warp_bev
 from occ.registry import MODELS
-
-from .align import bev_cell_centers, inside_mask, metric_to_normalized, sample_bev, transform_xy, warp_bev
 
 
 @MODELS.register_module()
@@ -86,12 +85,12 @@ class TemporalSelfAttention(nn.Module):
 
         aligned = [warp_bev(f['feat'], f['cur2past'], self.pc_range)[0] for f in frames]
         ctx = torch.cat([*aligned, cur], 1)
-        cell = torch.tensor([(self.pc_range[3] - self.pc_range[0]) / nx,
-                             (self.pc_range[4] - self.pc_range[1]) / ny], device=cur.device, dtype=cur.dtype)
+        bev_grid = OccGrid.from_shape(self.pc_range, (nx, ny))
+        cell = torch.tensor(bev_grid.voxel.tolist(), device=cur.device, dtype=cur.dtype)
         # offsets [B, F, H, P, X, Y, 2] in metres, in the current ego frame
         off = self.offsets(ctx).view(b, nf, h, p, 2, nx, ny).permute(0, 1, 2, 3, 5, 6, 4) * cell
         logits = self.weights(ctx).view(b, nf, h, p, nx, ny)
-        centers = bev_cell_centers((nx, ny), self.pc_range, cur.device).to(cur.dtype)
+        centers = bev_grid.centers_torch(cur.device).to(cur.dtype)
 
         sampled, valids = [], []
         for fi, f in enumerate(all_frames):

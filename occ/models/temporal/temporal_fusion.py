@@ -24,9 +24,8 @@ from collections import OrderedDict
 import torch
 import torch.nn as nn
 
+from occ.geometry import relative_pose
 from occ.registry import MODELS
-
-from .align import cur2past_transform
 
 FUSIONS = ('ConcatConvFusion', 'TemporalSelfAttention', 'ConvGRUFusion')
 
@@ -161,7 +160,7 @@ class TemporalFusion(nn.Module):
         past_aug = hist.get('bev_aug')
         frames = []
         for i in range(t):
-            m = cur2past_transform(cur_pose, hist['ego2global'][:, i], cur_aug,
+            m = relative_pose(cur_pose, hist['ego2global'][:, i], cur_aug,
                                    None if past_aug is None else past_aug[:, i])
             frames.append(dict(feat=hist_bev[:, i], cur2past=m, valid=hist['valid'][:, i].bool(),
                                ego2global=hist['ego2global'][:, i],
@@ -189,7 +188,7 @@ class TemporalFusion(nn.Module):
 
     @staticmethod
     def _prev(state: dict, pose_now: torch.Tensor, aug_now) -> dict:
-        m = cur2past_transform(pose_now, state['ego2global'], aug_now, state['bev_aug'])
+        m = relative_pose(pose_now, state['ego2global'], aug_now, state['bev_aug'])
         return dict(feat=state['feat'], cur2past=m, valid=state['valid'])
 
     # -------------------------------------------------------------- streaming
@@ -231,7 +230,7 @@ class TemporalFusion(nn.Module):
                 if e is not None:
                     _, feat, p, a = e
                     prev = dict(feat=feat[None], valid=torch.ones(1, dtype=torch.bool, device=x.device),
-                                cur2past=cur2past_transform(pose, p[None], aug, None if a is None else a[None]))
+                                cur2past=relative_pose(pose, p[None], aug, None if a is None else a[None]))
                 new = self.fusion.step(x, prev)
                 out.append(self.fusion.output(x, new))
                 kept = new
@@ -244,7 +243,7 @@ class TemporalFusion(nn.Module):
                                            valid=torch.zeros(1, dtype=torch.bool, device=x.device)))
                     else:
                         frames.append(dict(feat=e[1][None], valid=torch.ones(1, dtype=torch.bool, device=x.device),
-                                           cur2past=cur2past_transform(pose, e[2][None], aug,
+                                           cur2past=relative_pose(pose, e[2][None], aug,
                                                                        None if e[3] is None else e[3][None])))
                 out.append(self.fusion(x, frames))
                 kept = x

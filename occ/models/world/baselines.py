@@ -7,11 +7,8 @@ import torch
 from mmengine.model import BaseModel
 
 from occ.constants import FREE
-from occ.grid import OCC3D_RANGE
-from occ.models.temporal.align import cur2past_transform
+from occ.geometry import OCC3D_RANGE, OccGrid, relative_pose, warp_labels
 from occ.registry import MODELS
-
-from .ego import warp_labels
 
 
 @MODELS.register_module()
@@ -40,7 +37,7 @@ class CopyLastForecaster(BaseModel):
             data_preprocessor = MODELS.build(data_preprocessor)
         super().__init__(data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         self.num_future, self.ego_warp = int(num_future), bool(ego_warp)
-        self.pc_range, self.voxel_size = tuple(float(v) for v in pc_range), float(voxel_size)
+        self.grid = OccGrid.from_voxel(voxel_size, pc_range)
         self.source_key = source_key
         # mmengine's optimizer wrapper needs a parameter; this one is never used.
         self._unused = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
@@ -55,8 +52,8 @@ class CopyLastForecaster(BaseModel):
             raise ValueError('CopyLastForecaster(ego_warp=True) needs ego2global and future_ego2global')
         out = []
         for h in range(self.num_future):
-            fut2cur = cur2past_transform(future_ego2global[:, h], ego2global)
-            out.append(warp_labels(cur.long(), fut2cur, self.pc_range, self.voxel_size, fill=FREE))
+            fut2cur = relative_pose(future_ego2global[:, h], ego2global)
+            out.append(warp_labels(cur.long(), fut2cur, self.grid, fill=FREE))
         return torch.stack(out, 1).to(torch.uint8)
 
     def forward(self, inputs: dict, data_samples=None, mode: str = 'predict'):

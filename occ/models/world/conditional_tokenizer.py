@@ -28,7 +28,7 @@ class ConditionalOccTokenizer(OccTokenizer):
 
     The anchor of frame s is an earlier frame (s-1 for the tokenizer's
     context frames, the current frame t for every forecast t+h) warped into
-    frame s's ego frame by the known relative pose (``ego.warp_labels``, cells
+    frame s's ego frame by the known relative pose (``occ.geometry.warp_labels``, cells
     from outside the grid = 255 "unknown"). Both enter the encoder, so tokens
     only need to carry what the anchor does not: moving objects, cells that
     entered the grid. The decoder sees tokens and anchor and predicts a

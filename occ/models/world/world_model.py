@@ -8,11 +8,11 @@ import torch.nn.functional as F
 from mmengine.model import BaseModel
 
 from occ.constants import IGNORE_INDEX
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE, OccGrid, relative_pose, warp_labels
 from occ.registry import MODELS
 
 from .conditional_tokenizer import anchor_bev, anchor_prior
-from .ego import relative_pose, step_poses, warp_labels
+from .ego import step_poses
 
 # Token targets to skip: not 255 (IGNORE_INDEX), which is a valid code of a 512-code book.
 NO_TARGET = -100
@@ -39,18 +39,19 @@ def warp_sequence(labels: torch.Tensor, poses: torch.Tensor, sources: list, pc_r
     """Anchors of a sequence: labels [B, S_l, X, Y, Z], poses [B, S, 4, 4] -> [B, len(frames), X, Y, Z].
 
     Anchor of frame j = labels of frame ``sources[j]`` warped into frame j's ego
-    frame (``ego.warp_labels``; cells from outside the grid are 255, unknown).
+    frame (``occ.geometry.warp_labels``; cells from outside the grid are 255, unknown).
     ``frames``: which j (default all with ``sources[j] < S_l``).
     """
     frames = list(range(len(sources))) if frames is None else list(frames)
+    grid = OccGrid.from_voxel(voxel_size, pc_range)
     out = []
     for j in frames:
         a = sources[j]
         if a == j:
             out.append(labels[:, a])
             continue
-        dst2src = relative_pose(poses[:, a], poses[:, j])
-        out.append(warp_labels(labels[:, a], dst2src, pc_range, voxel_size, fill=IGNORE_INDEX))
+        dst2src = relative_pose(poses[:, j], poses[:, a])
+        out.append(warp_labels(labels[:, a], dst2src, grid, fill=IGNORE_INDEX))
     return torch.stack(out, 1)
 
 
@@ -193,6 +194,7 @@ class OccWorldModel(BaseModel):
         self.context_loss, self.temperature, self.sample_seed = bool(context_loss), float(temperature), int(sample_seed)
         self.context_source, self.pairs_per_sample = context_source, int(pairs_per_sample)
         self.pc_range, self.voxel_size = tuple(float(v) for v in pc_range), float(voxel_size)
+        self.grid = OccGrid.from_voxel(self.voxel_size, self.pc_range)
         if target_anchors not in ('gt', 'decode'):
             raise ValueError(f"OccWorldModel: target_anchors must be 'gt' or 'decode', got {target_anchors!r}")
         self.predict_mode, self.target_anchors = predict_mode, target_anchors
@@ -327,8 +329,8 @@ class OccWorldModel(BaseModel):
         for h in range(h_all):
             anchor = fut_anchor[:, h]
             if self.band_from_previous and prev is not None:
-                step = relative_pose(poses[:, n_ctx + h - 1], poses[:, n_ctx + h])
-                moved = warp_labels(prev, step, self.pc_range, self.voxel_size, fill=IGNORE_INDEX)
+                step = relative_pose(poses[:, n_ctx + h], poses[:, n_ctx + h - 1])
+                moved = warp_labels(prev, step, self.grid, fill=IGNORE_INDEX)
                 anchor = torch.where(anchor == IGNORE_INDEX, moved.to(anchor.dtype), anchor)
             if self.decode_soft:
                 lg = self._boost(self.tokenizer.decode_probs(fut_logits[:, h].softmax(1), anchor), anchor)
@@ -410,9 +412,9 @@ class OccWorldModel(BaseModel):
                     continue
                 j = cand[int(torch.randint(0, len(cand), ()))]
                 src = cam[b:b + 1, j - k] if use_cam else labels[b:b + 1, j - k]
-                dst2src = relative_pose(poses[b:b + 1, j - k], poses[b:b + 1, j])
+                dst2src = relative_pose(poses[b:b + 1, j], poses[b:b + 1, j - k])
                 frames.append(labels[b, j])
-                anchor = warp_labels(src, dst2src, self.pc_range, self.voxel_size, fill=IGNORE_INDEX)[0]
+                anchor = warp_labels(src, dst2src, self.grid, fill=IGNORE_INDEX)[0]
                 if float(torch.rand(())) < self.anchor_dropout:
                     anchor = anchor.clone()
                     box = []
