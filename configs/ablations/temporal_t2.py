@@ -18,5 +18,7 @@ model = dict(
 # History only in training (val/test stream), so the dataloaders are set directly:
 # a top-level num_history would give val/test history too.
 train_dataloader = dict(dataset=dict(num_history=2, history_stride=1))
-val_dataloader = dict(dataset=dict(num_history=0))
-test_dataloader = dict(dataset=dict(num_history=0))
+# history_mask_frames: every T is scored on the same "seen in the last 2 keyframes but
+# not now" region (mask_camera_history -> OccMetric's miou_history_only), labels only.
+val_dataloader = dict(dataset=dict(num_history=0, history_mask_frames=2))
+test_dataloader = dict(dataset=dict(num_history=0, history_mask_frames=2))

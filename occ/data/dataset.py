@@ -50,6 +50,7 @@ from torch.utils.data import Dataset
 
 from occ.constants import CAMERA_NAMES, CLASS_NAMES, IGNORE_INDEX, IMG_MEAN, IMG_STD, OCC_COLORS
 from occ.data.depth import dense_depth_path, load_dense_depth, load_points, project_depth, transform_points
+from occ.data.history_mask import history_visibility_mask
 from occ.data.infos import load_infos
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels
 from occ.data.transforms import (BevAug, ImageAug, downsample_labels, image_transforms, resample_labels,
@@ -99,6 +100,10 @@ class OccDataset(Dataset):
         aug: ``dict(img=dict(scale, rot, flip, crop_y) or None, bev=dict(rot, flip_x, flip_y) or None)``;
             ignored in test mode.
         num_history: T past frames, ``history_stride`` keyframes apart (most recent last).
+        history_mask_frames: past keyframes (``history_stride`` apart) whose camera masks,
+            warped into the current frame, join ``mask_camera`` in ``mask_camera_history``
+            (``occ.data.history_mask``); None = ``num_history``, 0 = no such mask. Set it
+            without ``num_history`` to score a streaming model on the same region.
         num_future: H future label frames.
         future_frame: 'current' or 'own' (see module docstring).
         load_neighbors: add the other agents' inputs (cooperative worlds); ``max_neighbors`` K
@@ -111,7 +116,8 @@ class OccDataset(Dataset):
 
     def __init__(self, info_file: str, data_root: str | None = None, img_size=(256, 704),
                  grid_voxel: float = 0.8, cameras=CAMERA_NAMES, aug: dict | None = None,
-                 num_history: int = 0, history_stride: int = 1, num_future: int = 0,
+                 num_history: int = 0, history_stride: int = 1, history_mask_frames: int | None = None,
+                 num_future: int = 0,
                  future_frame: str = 'current', load_neighbors: bool = False,
                  max_neighbors: int | None = None, load_depth: bool = False, depth_source: str = 'lidar',
                  load_labels: bool = True, test_mode: bool = False, seed: int = 0):
@@ -136,6 +142,7 @@ class OccDataset(Dataset):
         self.img_aug_sampler = None if test_mode or not aug.get('img') else ImageAug(**aug['img'])
         self.bev_aug_sampler = None if test_mode or not aug.get('bev') else BevAug(**aug['bev'])
         self.num_history, self.history_stride = int(num_history), int(history_stride)
+        self.history_mask_frames = int(num_history if history_mask_frames is None else history_mask_frames)
         self.num_future, self.future_frame = int(num_future), future_frame
         self.load_neighbors, self.load_depth, self.depth_source = load_neighbors, load_depth, depth_source
         self.load_labels = load_labels and self.metadata.get('has_occ', True)
@@ -219,6 +226,19 @@ class OccDataset(Dataset):
         out['valid'] = np.asarray(valid, bool)
         return out
 
+    def _history_visibility(self, info: dict, bev_aug: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
+        """``mask_camera_history`` uint8 [X, Y, Z]: visible now or in one of the past keyframes."""
+        e_cur_inv = np.linalg.inv(np.asarray(info['ego2global'], np.float64))
+        masks, past2cur = [], []
+        for t in range(1, self.history_mask_frames + 1):
+            n = self._by_frame.get((info['scene_token'], info['frame_idx'] - t * self.history_stride))
+            if n is None:                                       # before the scene start
+                continue
+            past = self.infos[n]
+            masks.append(self._labels(past)['mask_camera'])
+            past2cur.append(bev_aug @ e_cur_inv @ np.asarray(past['ego2global'], np.float64))
+        return history_visibility_mask(mask_camera, masks, past2cur, self.grid)
+
     def _future(self, info: dict, bev_aug: np.ndarray) -> dict:
         x, y, z = self.grid.shape
         h = self.num_future
@@ -282,6 +302,9 @@ class OccDataset(Dataset):
             out['voxel_semantics'] = lab['semantics']
             out['mask_camera'] = lab['mask_camera']
             out['mask_lidar'] = lab['mask_lidar']
+            if self.history_mask_frames:
+                out['mask_camera_history'] = self._history_visibility(info, bev_aug.astype(np.float64),
+                                                                      lab['mask_camera'])
             if self.num_future:
                 out.update(self._future(info, bev_aug.astype(np.float64)))
         if self.load_depth:

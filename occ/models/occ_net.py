@@ -51,13 +51,17 @@ class OccNet(BaseModel):
             ``bev, bytes_sent = collab(bev, batch, neighbor_bevs [B, K, C, X, Y])``).
         depth_loss_weight: weight of the view transform's depth loss (needs
             ``batch['depth']``); 0 disables it.
-        use_mask_camera: restrict the occupancy losses to ``mask_camera`` voxels.
+        use_mask_camera: restrict the occupancy losses to the voxels of ``loss_mask_key``.
+        loss_mask_key: batch key of that visibility mask: ``'mask_camera'`` (seen now) or
+            ``'mask_camera_history'`` (seen now or in an aligned past input frame; the
+            dataset builds it when ``num_history > 0``, ``occ.data.history_mask``).
         data_preprocessor: config (or module) of the preprocessor.
     """
 
     def __init__(self, backbone: dict, view_transform: dict, head: dict, neck: Optional[dict] = None,
                  temporal: Optional[dict] = None, collab: Optional[dict] = None, depth_loss_weight: float = 0.0,
-                 use_mask_camera: bool = True, data_preprocessor=None, init_cfg=None):
+                 use_mask_camera: bool = True, loss_mask_key: str = 'mask_camera',
+                 data_preprocessor=None, init_cfg=None):
         if data_preprocessor is None:
             data_preprocessor = dict(type='OccDataPreprocessor')
         if isinstance(data_preprocessor, dict):
@@ -72,6 +76,7 @@ class OccNet(BaseModel):
         self.head = MODELS.build(head)
         self.depth_loss_weight = float(depth_loss_weight)
         self.use_mask_camera = bool(use_mask_camera)
+        self.loss_mask_key = str(loss_mask_key)
         self._temporal_state = None
 
     # ------------------------------------------------------------ features
@@ -114,7 +119,8 @@ class OccNet(BaseModel):
         if self.collab is not None:
             bev, out['bytes_sent'] = self.collab(bev, batch, self.neighbor_bevs(batch, bev))
         if self.training and getattr(self.head, 'uses_labels_in_forward', False) and 'voxel_semantics' in batch:
-            mask = batch['mask_camera'].bool() if self.use_mask_camera and 'mask_camera' in batch else None
+            key = self.loss_mask_key
+            mask = batch[key].bool() if self.use_mask_camera and key in batch else None
             out.update(self.head(bev, voxel_semantics=batch['voxel_semantics'], mask=mask))
         else:
             out.update(self.head(bev))
@@ -134,11 +140,13 @@ class OccNet(BaseModel):
         raise ValueError(f"OccNet.forward: mode must be 'loss', 'predict' or 'tensor', got {mode!r}")
 
     def loss(self, batch: dict) -> dict:
-        for key in ('voxel_semantics',) + (('mask_camera',) if self.use_mask_camera else ()):
+        for key in ('voxel_semantics',) + ((self.loss_mask_key,) if self.use_mask_camera else ()):
             if key not in batch:
-                raise KeyError(f'OccNet loss needs batch[{key!r}]; batch has {sorted(batch)}')
+                hint = (' (the dataset builds it when num_history or history_mask_frames > 0)'
+                        if key == 'mask_camera_history' else '')
+                raise KeyError(f'OccNet loss needs batch[{key!r}]{hint}; batch has {sorted(batch)}')
         out = self.forward_features(batch)
-        mask = batch['mask_camera'].bool() if self.use_mask_camera else None
+        mask = batch[self.loss_mask_key].bool() if self.use_mask_camera else None
         losses = self.head.loss(out, batch['voxel_semantics'], mask)
         if self.depth_loss_weight > 0:
             if batch.get('depth') is None:
