@@ -18,9 +18,9 @@ import time
 
 import torch
 
+from occ.geometry import planar_pose
 from occ.models.collab import CollabFusion, LocalTokenAttention
 from occ.models.collab.tokens import bev_cell_centres
-from occ.utils.transforms import planar_pose
 
 C, X = 64, 100
 RNG = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)

@@ -28,8 +28,8 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 
 from mmengine.config import Config  # noqa: E402
 
+from occ.geometry import planar_pose  # noqa: E402
 from occ.registry import MODELS  # noqa: E402
-from occ.utils.transforms import planar_pose  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
 PC_RANGE = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]

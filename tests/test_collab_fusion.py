@@ -5,11 +5,10 @@ import math
 import pytest
 import torch
 
+from occ.geometry import perturb_pose, planar_pose, pose2d
 from occ.models.collab import CollabFusion, LocalTokenAttention
-from occ.models.collab.pose import perturb_pose, pose2d
 from occ.models.collab.tokens import bev_cell_centres, points_to_cells
 from occ.registry import MODELS
-from occ.utils.transforms import planar_pose
 
 C, X, Y = 8, 10, 10
 RNG = (-8.0, -8.0, -1.0, 8.0, 8.0, 5.4)      # 1.6 m cells
@@ -98,7 +97,7 @@ def test_ego_bev_augmentation_is_applied_to_received_tokens():
     nbs[0, 0, :, 6, 1] = 3.0
     data, _ = m.make_message(nbs[0, 0], (0.0, 0.0, 0.0))
     flip = torch.diag(torch.tensor([1.0, -1.0, 1.0, 1.0], dtype=torch.float64))   # y flip
-    from occ.models.collab.pose import bev_aug_2d
+    from occ.geometry import bev_aug_2d
     _, pos, _, _, _ = m.receive(data, (0.0, 0.0, 0.0), bev_aug_2d(flip), CELL)
     cells, inside = points_to_cells(pos, (X, Y), RNG)
     assert inside.all() and cells.tolist() == [[6, Y - 1 - 1]]

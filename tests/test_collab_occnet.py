@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from occ.geometry import planar_pose
 from occ.registry import MODELS
-from occ.utils.transforms import planar_pose
 
 RNG = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 VOXEL = 8.0                    # 10 x 10 x 1 grid: tiny, the wiring is what is tested

@@ -11,8 +11,8 @@ from fixtures_data import tiny_world  # noqa: F401
 from occ.constants import FREE
 from occ.data.infos import load_infos
 from occ.data.occ3d_io import load_occ3d_labels
+from occ.geometry import pose2d
 from occ.models.collab import CollabFusion
-from occ.models.collab.pose import pose2d
 from occ.models.collab.tokens import points_to_cells
 
 RNG = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)

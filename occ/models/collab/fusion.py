@@ -22,14 +22,14 @@ import math
 import torch
 from torch import nn
 
+from occ.geometry import apply_se2, bev_aug_2d, perturb_pose, pose2d, relative_se2, xy_range
 from occ.registry import MODELS
 
 from .attention import LocalTokenAttention
 from .channel import CommChannel
 from .message import (decode, encode_dense, encode_tokens, max_tokens_for_budget, size_dtype_for)
-from .pose import apply_se2, bev_aug_2d, perturb_pose, pose2d, relative_se2
 from .select import feature_norm_confidence, random_subset, topk_by_confidence
-from .tokens import _xy_range, bev_cell_centres, bev_to_tokens
+from .tokens import bev_cell_centres, bev_to_tokens
 from .tome import merge_to
 
 STRATEGIES = ('none', 'full', 'random', 'topk', 'tome')
@@ -168,7 +168,7 @@ class CollabFusion(nn.Module):
 
     # --------------------------------------------------------------- receiver
     def _cell(self, bev_shape) -> float:
-        x_min, _, x_max, _ = _xy_range(self.pc_range)
+        x_min, _, x_max, _ = xy_range(self.pc_range)
         return (x_max - x_min) / bev_shape[0]
 
     def receive(self, data: bytes, receiver_pose: tuple, ego_aug: torch.Tensor | None,
@@ -186,7 +186,7 @@ class CollabFusion(nn.Module):
         pos = apply_se2(t, msg.pos)
         reach = torch.clamp(cell * torch.sqrt(msg.size / math.pi) * self.reach_scale,
                             min=self.attn.radius)
-        x_min, y_min, x_max, y_max = _xy_range(self.pc_range)
+        x_min, y_min, x_max, y_max = xy_range(self.pc_range)
         near = ((pos[:, 0] >= x_min - reach) & (pos[:, 0] <= x_max + reach)
                 & (pos[:, 1] >= y_min - reach) & (pos[:, 1] <= y_max + reach))
         return msg.feat[near], pos[near], msg.size[near], reach[near], near

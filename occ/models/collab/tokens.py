@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from occ.geometry import OccGrid, xy_range
+
 
 def bev_cell_centres(x_cells: int, y_cells: int, pc_range, device=None) -> torch.Tensor:
     """Metric centres of a BEV grid's cells, raster order (x major).
@@ -16,24 +18,9 @@ def bev_cell_centres(x_cells: int, y_cells: int, pc_range, device=None) -> torch
         x_cells, y_cells: BEV size X, Y.
         pc_range: (x_min, y_min, z_min, x_max, y_max, z_max) or (x_min, y_min, x_max, y_max).
     Returns:
-        float32 [X*Y, 2]; row ``i*Y + j`` is the centre of cell (i, j).
+        float32 [X*Y, 2]; row ``i*Y + j`` is the centre of cell (i, j) (``occ.geometry.OccGrid``).
     """
-    x_min, y_min, x_max, y_max = _xy_range(pc_range)
-    dx = (x_max - x_min) / x_cells
-    dy = (y_max - y_min) / y_cells
-    xs = x_min + (torch.arange(x_cells, device=device, dtype=torch.float32) + 0.5) * dx
-    ys = y_min + (torch.arange(y_cells, device=device, dtype=torch.float32) + 0.5) * dy
-    gx, gy = torch.meshgrid(xs, ys, indexing='ij')
-    return torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
-
-
-def _xy_range(pc_range) -> tuple:
-    r = [float(v) for v in pc_range]
-    if len(r) == 6:
-        return r[0], r[1], r[3], r[4]
-    if len(r) == 4:
-        return tuple(r)
-    raise ValueError(f'pc_range must have 4 or 6 numbers, got {len(r)}: {pc_range}')
+    return OccGrid.from_shape(xy_range(pc_range), (x_cells, y_cells)).centers_torch(device).reshape(-1, 2)
 
 
 def bev_to_tokens(bev: torch.Tensor, pc_range) -> tuple[torch.Tensor, torch.Tensor]:
@@ -53,11 +40,4 @@ def bev_to_tokens(bev: torch.Tensor, pc_range) -> tuple[torch.Tensor, torch.Tens
 
 def points_to_cells(pos: torch.Tensor, bev_shape, pc_range) -> tuple[torch.Tensor, torch.Tensor]:
     """Metric positions [N, 2] -> integer cells [N, 2] (i, j) and an inside mask [N]."""
-    x_min, y_min, x_max, y_max = _xy_range(pc_range)
-    x_cells, y_cells = bev_shape
-    dx = (x_max - x_min) / x_cells
-    dy = (y_max - y_min) / y_cells
-    i = torch.floor((pos[:, 0] - x_min) / dx).long()
-    j = torch.floor((pos[:, 1] - y_min) / dy).long()
-    inside = (i >= 0) & (i < x_cells) & (j >= 0) & (j < y_cells)
-    return torch.stack([i, j], -1), inside
+    return OccGrid.from_shape(xy_range(pc_range), tuple(bev_shape)).points_to_index_torch(pos)
