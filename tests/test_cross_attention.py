@@ -4,10 +4,9 @@ import math
 import pytest
 import torch
 
-from occ.models.view_transforms.ca_deform_sampling import multi_scale_deform_sample
-from occ.models.view_transforms.ca_geometry import pillar_points, project_pillars
-from occ.models.view_transforms.ca_spatial_attention import SpatialCrossAttention
-from occ.models.view_transforms.cross_attention import CrossAttentionBEV
+from occ.models.view_transforms.cross_attention import (CrossAttentionBEV, SpatialCrossAttention, pillar_points,
+                                                        project_pillars)
+from occ.ops.deform_sampling import multi_scale_deform_sample
 from occ.registry import MODELS
 
 

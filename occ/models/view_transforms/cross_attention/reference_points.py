@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import torch
 
-from .frustum import project_to_image
+from occ.geometry import OccGrid
+
+from ..frustum import project_to_image
 
 
 def pillar_points(pc_range, bev_shape, num_z: int, device=None) -> torch.Tensor:
@@ -24,13 +26,9 @@ def pillar_points(pc_range, bev_shape, num_z: int, device=None) -> torch.Tensor:
     Returns:
         [Xq * Yq, num_z, 3] (x, y, z); query q = ix * Yq + iy.
     """
-    x0, y0, z0, x1, y1, z1 = (float(v) for v in pc_range)
     nx, ny = bev_shape
-    xs = x0 + (torch.arange(nx, dtype=torch.float32, device=device) + 0.5) * (x1 - x0) / nx
-    ys = y0 + (torch.arange(ny, dtype=torch.float32, device=device) + 0.5) * (y1 - y0) / ny
-    zs = z0 + (torch.arange(num_z, dtype=torch.float32, device=device) + 0.5) * (z1 - z0) / num_z
-    gx, gy, gz = torch.meshgrid(xs, ys, zs, indexing='ij')
-    return torch.stack([gx, gy, gz], -1).reshape(nx * ny, num_z, 3)
+    grid = OccGrid.from_shape(pc_range, (nx, ny, num_z))        # the cells of the query pillars
+    return grid.centers_torch(device).reshape(nx * ny, num_z, 3)
 
 
 def project_pillars(points: torch.Tensor, batch: dict, img_hw, min_depth: float = 1e-3):

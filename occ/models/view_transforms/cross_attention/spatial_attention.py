@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .ca_deform_sampling import multi_scale_deform_sample
+from occ.ops.deform_sampling import multi_scale_deform_sample
 
 
 class SpatialCrossAttention(nn.Module):

@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from occ.grid import OCC3D_RANGE, OccGrid
+from occ.geometry import OCC3D_RANGE, OccGrid
 from occ.registry import MODELS
 
-from .ca_geometry import pillar_points, project_pillars
-from .ca_spatial_attention import SpatialCrossAttention
+from .reference_points import pillar_points, project_pillars
+from .spatial_attention import SpatialCrossAttention
 
 
 class _EncoderLayer(nn.Module):
