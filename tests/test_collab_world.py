@@ -9,7 +9,7 @@ import torch
 from fixtures_data import tiny_world  # noqa: F401
 
 from occ.constants import FREE
-from occ.data.infos import load_infos
+from occ.data.infos import InfoFile
 from occ.data.occ3d_io import load_occ3d_labels
 from occ.geometry import pose2d
 from occ.models.collab import CollabFusion
@@ -23,7 +23,7 @@ def _infos(root):
     for split in ('train', 'val'):
         p = os.path.join(root, f'occ_infos_{split}.pkl')
         if os.path.isfile(p):
-            out += load_infos(p)['infos']
+            out += InfoFile.read(p).infos
     return {i['token']: i for i in out}
 
 

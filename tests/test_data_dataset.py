@@ -10,7 +10,7 @@ from fixtures_data import micro_world, tiny_world  # noqa: F401
 
 from occ.constants import CAMERA_NAMES, FREE, IGNORE_INDEX
 from occ.data import OccDataset, occ_collate
-from occ.data.infos import load_infos, save_infos
+from occ.data.infos import InfoFile, save_infos
 from occ.data.occ3d_io import OccFileError
 from occ.data.transforms import base_image_transform, resample_labels, warp_image
 from occ.grid import OccGrid
@@ -271,7 +271,7 @@ def test_wrong_grid_error(broken_world):
 
 
 def test_image_size_mismatch_error(broken_world, tmp_path):
-    data = load_infos(os.path.join(broken_world, 'occ_infos_val.pkl'))
+    data = InfoFile.read(os.path.join(broken_world, 'occ_infos_val.pkl')).to_dict()
     data['infos'][0]['cams']['CAM_FRONT']['width'] += 10
     save_infos(data, str(tmp_path / 'bad.pkl'))
     ds = OccDataset(str(tmp_path / 'bad.pkl'), data_root=broken_world, img_size=IMG, grid_voxel=0.8)

@@ -9,7 +9,7 @@ import pytest
 from fixtures_data import load_tool, micro_world, tiny_world  # noqa: F401
 
 from occ.constants import CAMERA_NAMES
-from occ.data.infos import category_to_occ, detect_version, load_infos, scene_splits
+from occ.data.infos import InfoFile, category_to_occ, detect_version, scene_splits
 from occ.data.occ3d_io import OccFileError
 
 create_data = load_tool('create_data')
@@ -23,8 +23,8 @@ def _nusc(root):
 @pytest.mark.slow
 def test_counts_match_devkit(tiny_world):
     nusc = _nusc(tiny_world)
-    train = load_infos(os.path.join(tiny_world, 'occ_infos_train.pkl'))
-    val = load_infos(os.path.join(tiny_world, 'occ_infos_val.pkl'))
+    train = InfoFile.read(os.path.join(tiny_world, 'occ_infos_train.pkl')).to_dict()
+    val = InfoFile.read(os.path.join(tiny_world, 'occ_infos_val.pkl')).to_dict()
     assert len(train['infos']) + len(val['infos']) == len(nusc.sample)
     with open(os.path.join(tiny_world, 'splits.json')) as f:
         splits = json.load(f)
@@ -48,7 +48,7 @@ def test_counts_match_devkit(tiny_world):
 @pytest.mark.parametrize('world', ['micro_world', pytest.param('tiny_world', marks=pytest.mark.slow)])
 def test_records_are_ordered_and_consistent(world, request):
     root = request.getfixturevalue(world)
-    infos = load_infos(os.path.join(root, 'occ_infos_train.pkl'))['infos']
+    infos = InfoFile.read(os.path.join(root, 'occ_infos_train.pkl')).infos
     nusc = _nusc(root)
     keys = [(i['scene_name'], i['timestamp']) for i in infos]
     assert keys == sorted(keys)
@@ -81,8 +81,8 @@ def test_records_are_ordered_and_consistent(world, request):
 
 def test_micro_world_counts_boxes_and_time_offsets(micro_world):
     nusc = _nusc(micro_world)
-    train = load_infos(os.path.join(micro_world, 'occ_infos_train.pkl'))
-    val = load_infos(os.path.join(micro_world, 'occ_infos_val.pkl'))
+    train = InfoFile.read(os.path.join(micro_world, 'occ_infos_train.pkl')).to_dict()
+    val = InfoFile.read(os.path.join(micro_world, 'occ_infos_val.pkl')).to_dict()
     assert len(train['infos']) + len(val['infos']) == len(nusc.sample) == 8
     assert train['metadata']['splits_from'] == 'auto' and train['metadata']['grid']['voxel_size'] == 0.8
     assert {i['scene_name'] for i in val['infos']} == {'scene-0001'}
@@ -99,7 +99,7 @@ def test_micro_world_counts_boxes_and_time_offsets(micro_world):
 def test_missing_labels_error_and_skip(micro_world, tmp_path):
     root = str(tmp_path / 'world')
     shutil.copytree(micro_world, root, ignore=shutil.ignore_patterns('occ_infos_*'))
-    infos = load_infos(os.path.join(micro_world, 'occ_infos_train.pkl'))['infos']
+    infos = InfoFile.read(os.path.join(micro_world, 'occ_infos_train.pkl')).infos
     victim = os.path.join(root, infos[2]['occ_path'])
     os.remove(victim)
     with pytest.raises(OccFileError, match=f'{victim}.*missing.*{infos[2]["token"]}'):
@@ -108,8 +108,7 @@ def test_missing_labels_error_and_skip(micro_world, tmp_path):
     assert create_data.main(['--root', root, '--no-progress']) == 1
     assert create_data.main(['--root', root, '--no-progress', '--skip-missing-occ',
                              '--out', str(tmp_path / 'out')]) == 0
-    with open(tmp_path / 'out' / 'occ_infos_train.pkl', 'rb') as f:
-        kept = pickle.load(f)['infos']
+    kept = InfoFile.read(tmp_path / 'out' / 'occ_infos_train.pkl').infos
     assert len(kept) == len(infos) - 1 and infos[2]['token'] not in {i['token'] for i in kept}
 
 
@@ -141,10 +140,76 @@ def test_detect_version_errors(tmp_path):
     assert detect_version(str(tmp_path)) == 'v1.0-trainval'
 
 
-def test_load_infos_errors(tmp_path):
+def test_info_file_errors(tmp_path):
     p = tmp_path / 'occ_infos_train.pkl'
     p.write_bytes(b'\x80\x05garbage')
-    with pytest.raises(OccFileError, match='occ_infos_train.pkl'):
-        load_infos(str(p))
+    with pytest.raises(OccFileError, match='occ_infos_train.pkl.*corrupt or truncated'):
+        InfoFile.read(str(p))
     with pytest.raises(FileNotFoundError, match='create_data'):
-        load_infos(str(tmp_path / 'nope.pkl'))
+        InfoFile.read(str(tmp_path / 'nope.pkl'))
+
+
+def _record(token='t0', **extra):
+    rec = dict(token=token, scene_token='s', scene_name='scene-0', frame_idx=0, timestamp=0,
+               ego2global=np.eye(4, dtype=np.float32), lidar2ego=np.eye(4, dtype=np.float32),
+               occ_path=f'gts/scene-0/{token}/labels.npz',
+               cams={'CAM_FRONT': dict(intrinsics=np.eye(3, dtype=np.float32),
+                                       cam2ego=np.eye(4, dtype=np.float32))})
+    rec.update(extra)
+    return rec
+
+
+def _write(path, data, protocol=pickle.HIGHEST_PROTOCOL):
+    with open(path, 'wb') as f:
+        pickle.dump(data, f, protocol=protocol)
+    return str(path)
+
+
+def test_info_file_reads_occ_and_mmdet3d_layouts(tmp_path):
+    """occ's own layout and mmdet3d's (0.x: infos/metadata, 1.x: data_list/metainfo), at every
+    pickle protocol: numpy arrays (object arrays too), scalars and collections load."""
+    from collections import OrderedDict
+    boxes = {'instance_token': np.asarray(['a', 'b'], dtype=object), 'yaw': np.float32([0.5, 1.0])}
+    for proto in (2, 4, 5):
+        occ_path = _write(tmp_path / f'occ{proto}.pkl', {'metadata': {'dataroot': '/r', 'grid': {'voxel_size': 0.4}},
+                                                         'infos': [_record(boxes=boxes)]}, proto)
+        f = InfoFile.read(occ_path)
+        assert len(f) == 1 and f.dataroot == '/r' and f.grid == {'voxel_size': 0.4}
+        assert f[0]['boxes']['instance_token'].tolist() == ['a', 'b']
+        mm = {'metainfo': OrderedDict(version='v1.0-trainval', dataset='nuscenes'),
+              'data_list': [{'token': 't0', 'sample_idx': np.int64(0), 'ego2global': np.eye(4).tolist(),
+                             'images': {'CAM_FRONT': {'cam2img': [[1, 0, 0], [0, 1, 0], [0, 0, 1]]}},
+                             'instances': [{'bbox_3d': [0.0] * 7, 'bbox_label_3d': 4}]}]}
+        g = InfoFile.read(_write(tmp_path / f'mm{proto}.pkl', mm, proto))
+        assert g.metadata['version'] == 'v1.0-trainval' and g[0]['instances'][0]['bbox_label_3d'] == 4
+        with pytest.raises(OccFileError, match='no dataroot'):
+            g.dataroot
+
+
+@pytest.mark.parametrize('bad, match', [
+    (dict(ego2global=np.full((4, 4), np.nan, np.float32)), 'sample t1: ego2global holds non-finite'),
+    (dict(lidar2ego=np.eye(3)), 'sample t1: lidar2ego has shape \\(3, 3\\)'),
+    (dict(cams={'CAM_FRONT': dict(cam2ego=np.diag([1, 1, 1, np.inf]))}), 'sample t1: CAM_FRONT cam2ego holds non-finite'),
+    (dict(cams={'CAM_BACK': dict(intrinsics='f=500')}), 'sample t1: CAM_BACK intrinsics is not a numeric matrix'),
+    (dict(token='t0'), 'sample t0 appears twice'),
+])
+def test_info_file_checks_every_record(tmp_path, bad, match):
+    second = dict(_record('t1'), **bad)
+    path = _write(tmp_path / 'occ_infos_val.pkl', {'metadata': {}, 'infos': [_record('t0'), second]})
+    with pytest.raises(OccFileError, match='occ_infos_val.pkl: ' + match):
+        InfoFile.read(path)
+
+
+def test_info_file_requires_what_the_reader_needs(tmp_path):
+    from occ.data.infos import DATASET_KEYS, RAY_ORIGIN_KEYS
+    rec = _record()
+    del rec['lidar2ego'], rec['cams']
+    path = _write(tmp_path / 'i.pkl', {'metadata': {}, 'infos': [rec]})
+    assert len(InfoFile.read(path)) == 1
+    with pytest.raises(OccFileError, match='i.pkl: sample t0 lacks lidar2ego'):
+        InfoFile.read(path, RAY_ORIGIN_KEYS)
+    with pytest.raises(OccFileError, match='sample t0 lacks cams'):
+        InfoFile.read(path, DATASET_KEYS)
+    for data, what in (([rec], 'got list'), ({'metadata': {}, 'infos': [3]}, 'record 0 is a int')):
+        with pytest.raises(OccFileError, match=what):
+            InfoFile.read(_write(tmp_path / 'j.pkl', data))

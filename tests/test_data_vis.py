@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 from fixtures_data import load_tool, micro_world  # noqa: F401
 
-from occ.data.infos import load_infos
+from occ.data.infos import InfoFile
 from occ.data.occ3d_io import save_prediction
 
 vis_occ = load_tool('vis_occ')
@@ -35,7 +35,7 @@ def test_vis_pred_branch_calls_compare(micro_world, tmp_path, monkeypatch):
     mod = types.ModuleType('occ.vis.compare')
     mod.draw_prediction_vs_gt = fake
     monkeypatch.setitem(sys.modules, 'occ.vis.compare', mod)
-    info = load_infos(os.path.join(micro_world, 'occ_infos_val.pkl'))['infos'][1]
+    info = InfoFile.read(os.path.join(micro_world, 'occ_infos_val.pkl')).infos[1]
     pred_dir = tmp_path / 'pred'
     save_prediction(str(pred_dir / f'{info["token"]}.npz'), np.full((50, 50, 4), 17, np.uint8))
     rc = vis_occ.main(['--root', micro_world, '--out', str(tmp_path / 'v'), '--tokens', info['token'],

@@ -5,7 +5,10 @@
 
 Works the same for real nuScenes (official splits) and synthetic worlds
 (``splits.json``). Samples without ``gts/<scene>/<token>/labels.npz`` are an
-error naming the file, unless ``--skip-missing-occ``.
+error naming the file, unless ``--skip-missing-occ``; camera images or LiDAR
+files that the tables reference but the root lacks are an error saying how many
+(``--skip-missing-files`` leaves those samples out). A table that is not valid
+JSON, or a non-finite pose or calibration, is an error naming the file.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ def parse_args(argv=None):
     p.add_argument('--out', default=None, help='output folder (default: --root)')
     p.add_argument('--version', default=None, help='table folder, e.g. v1.0-mini (default: auto-detect)')
     p.add_argument('--skip-missing-occ', action='store_true', help='leave out samples without labels')
+    p.add_argument('--skip-missing-files', action='store_true',
+                   help='leave out samples whose camera images or LiDAR file are missing')
     p.add_argument('--no-progress', action='store_true')
     return p.parse_args(argv)
 
@@ -34,7 +39,8 @@ def main(argv=None) -> int:
     out = args.out or args.root
     try:
         result, messages = build_infos(args.root, args.version, args.skip_missing_occ,
-                                       progress=not args.no_progress)
+                                       progress=not args.no_progress,
+                                       skip_missing_files=args.skip_missing_files)
     except (OccFileError, FileNotFoundError, ValueError, KeyError) as e:
         print(f'create_data: error: {e}', file=sys.stderr)
         return 1

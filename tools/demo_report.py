@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import pickle
 import subprocess
 import sys
 import time
@@ -55,19 +54,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
+    from occ.data.infos import InfoFile
     from occ.data.occ3d_io import load_occ3d_labels, load_prediction
     from occ.engine.config import load_config
     from occ.analysis.prior import class_prior, write_prior_predictions
     from occ.analysis.report import write_report
-    from occ.evaluation.metric import load_infos
 
     t0 = time.perf_counter()
     cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir)
     train_info = cfg.train_dataloader.dataset.info_file
     val_info = cfg.test_dataloader.dataset.info_file
-    with open(val_info, 'rb') as f:
-        data_root = pickle.load(f)['metadata']['dataroot']
-    val_infos = load_infos(val_info)
+    val_file = InfoFile.read(val_info, ('token', 'occ_path'))
+    data_root, val_infos = val_file.dataroot, val_file.infos
     pred_dir = args.pred or osp.join(args.work_dir, 'pred')
     out_dir = args.out or osp.join(args.work_dir, 'report')
     if not val_infos:
@@ -94,7 +92,7 @@ def main(argv=None) -> int:
                              pred=pred, prior=prior))
     info = {
         'config': args.config,
-        'data': f'{data_root} ({len(load_infos(train_info))} training / {len(val_infos)} held-out samples, '
+        'data': f'{data_root} ({len(InfoFile.read(train_info))} training / {len(val_infos)} held-out samples, '
                 f'labels {label_grid[0]}x{label_grid[1]}x{label_grid[2]})',
         'model input': f"{tuple(cfg.train_dataloader.dataset.img_size)} per camera, "
                        f"{cfg.train_dataloader.dataset.grid_voxel} m model grid",

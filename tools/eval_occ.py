@@ -22,9 +22,9 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import math
 import os
-import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -33,14 +33,14 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 import numpy as np  # noqa: E402
 
 from occ.constants import CLASS_NAMES, FREE  # noqa: E402
+from occ.data.infos import EVAL_KEYS, RAY_ORIGIN_KEYS, InfoFile  # noqa: E402
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels  # noqa: E402
 from occ.evaluation.confusion import MASKS  # noqa: E402
 from occ.evaluation.evaluator import OccEvaluator, SEMANTIC_NAMES  # noqa: E402
-from occ.evaluation.metric import load_infos  # noqa: E402
 from occ.evaluation.origins import origins_from_infos  # noqa: E402
 from occ.evaluation.sources import PredictionSource, discover_gt, scene_sequences  # noqa: E402
 from occ.grid import OCC3D_RANGE, OccGrid  # noqa: E402
-from occ.utils.io import atomic_save_figure, atomic_save_json, atomic_write_bytes  # noqa: E402
+from occ.utils.io import atomic_write_bytes  # noqa: E402
 
 MAX_LISTED = 10
 
@@ -82,12 +82,10 @@ def collect_inputs(args):
     gt_paths = {}
     if args.info:
         try:
-            infos = load_infos(args.info)
-            with open(args.info, 'rb') as f:
-                data = pickle.load(f)
-            meta = data.get('metadata', {}) if isinstance(data, dict) else {}
+            info_file = InfoFile.read(args.info, EVAL_KEYS + (RAY_ORIGIN_KEYS if args.ray_iou else ()))
         except (OSError, ValueError) as e:
             raise EvalInputError(str(e)) from e
+        infos, meta = info_file.infos, info_file.metadata
         if pc_range is None and isinstance(meta.get('grid'), dict):
             pc_range = meta['grid'].get('pc_range')
         if args.gt is None:
@@ -115,8 +113,46 @@ def collect_inputs(args):
     return infos, gt_paths, preds, tuple(pc_range or OCC3D_RANGE)
 
 
+def _unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be written atomically (None when it can); missing folders are created."""
+    if os.path.isdir(path):
+        return 'is a directory'
+    d = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(d):
+        d = os.path.dirname(d)
+    if not os.path.isdir(d):
+        return f'{d} is not a directory'
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f'folder {d} is not writable'
+    return None
+
+
+def check_outputs(args) -> None:
+    """Fail before any work if an output (--json, --csv, --confusion-png) cannot be written."""
+    problems, seen = [], {}
+    for flag in ('json', 'csv', 'confusion_png'):
+        path = getattr(args, flag)
+        if not path:
+            continue
+        name = '--' + flag.replace('_', '-')
+        why = _unwritable(path)
+        if why:
+            problems.append(f'{name} {path}: {why}')
+        key = os.path.abspath(path)
+        if key in seen:
+            problems.append(f'{name} and {seen[key]} both name {path}')
+        seen[key] = name
+    if problems:
+        raise EvalInputError(f'cannot write the outputs (nothing was written):{_listing(problems)}')
+
+
 def evaluate(args, out=None) -> dict:
-    """Run the evaluation described by ``args``; returns the JSON-able summary."""
+    """Run the evaluation described by ``args``; returns the JSON-able summary.
+
+    Every output path is checked first, and every output is rendered before the
+    first one is written, so a bad path never leaves a half-updated set of files.
+    """
+    check_outputs(args)
     infos, gt_paths, preds, pc_range = collect_inputs(args)
     tokens = sorted(gt_paths)
     missing = [t for t in tokens if t not in preds.tokens]
@@ -189,13 +225,17 @@ def evaluate(args, out=None) -> dict:
     if unscored_future:
         print(f'note: {len(unscored_future)} prediction(s) carry semantics_future; pass --info to '
               f'score forecasting (the future GT is found through the scene order)', file=out or sys.stdout)
+    outputs = []
     if args.json:
-        atomic_save_json(args.json, summary)
+        outputs.append((args.json, json.dumps(summary, indent=2).encode()))
     if args.csv:
-        write_csv(args.csv, flat, summary)
+        outputs.append((args.csv, csv_bytes(flat, summary)))
     if args.confusion_png:
-        plot_confusion(evaluator.conf.hist[MASKS.index(args.mask)], args.confusion_png,
-                       f'Occ3D confusion ({args.mask} mask, {summary["num_frames"]} frames)')
+        outputs.append((args.confusion_png, confusion_png(
+            evaluator.conf.hist[MASKS.index(args.mask)],
+            f'Occ3D confusion ({args.mask} mask, {summary["num_frames"]} frames)')))
+    for path, data in outputs:
+        atomic_write_bytes(path, data)
     return summary
 
 
@@ -234,7 +274,8 @@ def print_report(s: dict, out=None) -> None:
         print(f'bytes sent per agent per frame: {s["bytes_sent"]:.1f}', file=out)
 
 
-def write_csv(path: str, flat: dict, summary: dict) -> None:
+def csv_bytes(flat: dict, summary: dict) -> bytes:
+    """The flat ``key,value`` results table."""
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(['key', 'value'])
@@ -242,11 +283,11 @@ def write_csv(path: str, flat: dict, summary: dict) -> None:
         w.writerow([k, summary.get(k, 0)])
     for k, v in flat.items():
         w.writerow([k, '' if math.isnan(v) else f'{v:.6g}'])
-    atomic_write_bytes(path, buf.getvalue().encode())
+    return buf.getvalue().encode()
 
 
-def plot_confusion(hist: np.ndarray, path: str, title: str) -> None:
-    """Row-normalised 18x18 confusion matrix (GT rows, prediction columns), log colour scale."""
+def confusion_png(hist: np.ndarray, title: str) -> bytes:
+    """PNG of the row-normalised 18x18 confusion matrix (GT rows, prediction columns), log colour scale."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -262,7 +303,10 @@ def plot_confusion(hist: np.ndarray, path: str, title: str) -> None:
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label='fraction of GT row')
     fig.tight_layout()
-    atomic_save_figure(fig, path, dpi=100)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png', dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def main(argv=None) -> int:

@@ -30,6 +30,9 @@ def parse_args(argv=None):
                    help="grid of the --out files: 'labels' (default) upsamples a coarser model grid "
                         "to the label files' grid so tools/eval_occ.py can score them")
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
+    p.add_argument('--allow-partial', action='store_true',
+                   help='test even if the checkpoint lacks some model weights (they stay as initialised); '
+                        'without it such a checkpoint is an error')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -39,17 +42,14 @@ def parse_args(argv=None):
 
 def label_grid_of(dataset_cfg) -> tuple | None:
     """(X, Y, Z) of the label files behind a dataset config: the grid of its first label file."""
-    import pickle
-
+    from occ.data.infos import InfoFile
     from occ.data.occ3d_io import load_occ3d_labels
     info_file = dataset_cfg.get('info_file')
     if not info_file or not os.path.isfile(info_file):
         return None
-    with open(info_file, 'rb') as f:
-        data = pickle.load(f)
-    infos = data.get('infos') or []
-    root = dataset_cfg.get('data_root') or data.get('metadata', {}).get('dataroot', '')
-    first = next((i for i in infos if i.get('occ_path')), None)
+    data = InfoFile.read(info_file)
+    root = dataset_cfg.get('data_root') or data.metadata.get('dataroot', '')
+    first = next((i for i in data.infos if i.get('occ_path')), None)
     if first is None:
         return None
     path = os.path.join(root, first['occ_path'])
@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     import occ.registry  # noqa: F401
     from mmengine.dist import is_main_process
 
+    from occ.data.occ3d_io import OccFileError
     from occ.engine import CheckpointError, OccRunner, load_config, verify_checkpoint
     from occ.utils.io import atomic_save_json
 
@@ -85,16 +86,25 @@ def main(argv=None) -> int:
     cfg.load_from, cfg.resume = args.checkpoint, False
     info_file = cfg.test_dataloader.dataset.get('info_file')
     if info_file and os.path.isfile(info_file):
-        from occ.evaluation.metric import load_infos
-        if not load_infos(info_file):
-            print(f'test.py: {info_file}: the test split has no samples', file=sys.stderr)
-            return 2
+        from occ.data.infos import InfoFile
+        try:
+            if not InfoFile.read(info_file):
+                print(f'test.py: {info_file}: the test split has no samples', file=sys.stderr)
+                return 2
+        except OccFileError as e:
+            print(f'test.py: {e}', file=sys.stderr)
+            return 1
     if args.out:
         label_grid = label_grid_of(cfg.test_dataloader.dataset) if args.pred_grid == 'labels' else None
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='PredictionWriterHook', out_dir=args.out, label_grid=label_grid)]
-    runner = OccRunner.from_cfg(cfg)
-    metrics = runner.test()
+    try:
+        runner = OccRunner.from_cfg(cfg)
+        runner.allow_partial_load = args.allow_partial
+        metrics = runner.test()
+    except (CheckpointError, OccFileError) as e:   # bad checkpoint (or another model's), bad data
+        print(f'test.py: {e}', file=sys.stderr)
+        return 1
     if is_main_process():
         width = max([len(k) for k in metrics] + [6])
         print('\n'.join(f'{k:<{width}}  {v:.4f}' if isinstance(v, float) else f'{k:<{width}}  {v}'

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 from occ.constants import CAMERA_NAMES  # noqa: E402
 from occ.data.dataset import load_image, reduce_to_grid  # noqa: E402
 from occ.data.depth import load_points, transform_points  # noqa: E402
-from occ.data.infos import load_infos  # noqa: E402
+from occ.data.infos import InfoFile  # noqa: E402
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels, load_prediction  # noqa: E402
 from occ.vis.sample import draw_sample  # noqa: E402
 
@@ -79,11 +79,11 @@ def main(argv=None) -> int:
     out_dir = args.out or os.path.join(args.root, 'vis')
     try:
         if args.info is not None:
-            infos = load_infos(args.info)['infos']
+            infos = InfoFile.read(args.info).infos
         else:
             # val first (what a model is judged on), train when there is no or an empty val split.
             paths = [os.path.join(args.root, f'occ_infos_{s}.pkl') for s in ('val', 'train')]
-            found = [load_infos(p)['infos'] for p in paths if os.path.isfile(p)]
+            found = [InfoFile.read(p).infos for p in paths if os.path.isfile(p)]
             if not found:
                 raise FileNotFoundError(f'{args.root}: no occ_infos_val.pkl / occ_infos_train.pkl '
                                         '(run tools/create_data.py --root first)')

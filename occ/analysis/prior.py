@@ -14,8 +14,8 @@ import numpy as np
 
 from occ.constants import FREE, NUM_CLASSES
 from occ.data.dataset import reduce_to_grid
+from occ.data.infos import InfoFile
 from occ.data.occ3d_io import load_occ3d_labels, save_prediction
-from occ.evaluation.metric import load_infos
 
 
 def class_prior(info_file: str, grid_shape: tuple, data_root: str | None = None,
@@ -33,13 +33,11 @@ def class_prior(info_file: str, grid_shape: tuple, data_root: str | None = None,
     """
     if mask not in ('camera', 'none'):
         raise ValueError(f"class_prior: mask must be 'camera' or 'none', got {mask!r}")
-    infos = load_infos(info_file)
+    infos = InfoFile.read(info_file, ('token', 'occ_path'))
     if not infos:
         raise ValueError(f'{info_file}: no samples to compute a class prior from')
     if data_root is None:
-        import pickle
-        with open(info_file, 'rb') as f:
-            data_root = pickle.load(f)['metadata']['dataroot']
+        data_root = infos.dataroot
     nvox = int(np.prod(grid_shape))
     seen = np.zeros(nvox * NUM_CLASSES, np.int64)
     every = np.zeros(nvox * NUM_CLASSES, np.int64)
@@ -65,7 +63,7 @@ def write_prior_predictions(prior: np.ndarray, info_file: str, out_dir: str) -> 
     if prior.dtype != np.uint8 or prior.ndim != 3 or prior.max() > FREE:
         raise ValueError(f'prior must be uint8 [X, Y, Z] with classes 0..{FREE}')
     os.makedirs(out_dir, exist_ok=True)
-    infos = load_infos(info_file)
+    infos = InfoFile.read(info_file)
     for info in infos:
         save_prediction(osp.join(out_dir, f"{info['token']}.npz"), prior)
     return len(infos)

@@ -5,6 +5,6 @@ Importing ``occ.data`` registers ``OccDataset`` in ``occ.registry.DATASETS`` and
 """
 from occ.data.collate import occ_collate
 from occ.data.dataset import OccDataset
-from occ.data.infos import build_infos, load_infos
+from occ.data.infos import InfoFile, build_infos
 
-__all__ = ['OccDataset', 'occ_collate', 'build_infos', 'load_infos']
+__all__ = ['OccDataset', 'occ_collate', 'InfoFile', 'build_infos']

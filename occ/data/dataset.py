@@ -51,7 +51,7 @@ from torch.utils.data import Dataset
 from occ.constants import CAMERA_NAMES, CLASS_NAMES, IGNORE_INDEX, IMG_MEAN, IMG_STD, OCC_COLORS
 from occ.data.depth import dense_depth_path, load_dense_depth, load_points, project_depth, transform_points
 from occ.data.history_mask import history_visibility_mask
-from occ.data.infos import load_infos
+from occ.data.infos import DATASET_KEYS, InfoFile
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels
 from occ.data.transforms import (BevAug, ImageAug, downsample_labels, image_transforms, resample_labels,
                                  to4x4, warp_image)
@@ -61,11 +61,33 @@ from occ.registry import DATASETS
 FRAME_KEYS = ('imgs', 'intrinsics', 'cam2ego', 'img_aug', 'ego2global')
 
 
+# End markers of complete image files: a truncated JPEG still decodes (the missing rows come
+# out grey, libjpeg only warns), so a cut-off file is caught by its missing end marker.
+_JPEG_END = b'\xff\xd9'
+_PNG_END = b'IEND\xaeB`\x82'
+
+
+def _truncated(data: bytes) -> bool:
+    if data[:2] == b'\xff\xd8':        # JPEG: EOI (FFD9 cannot occur in entropy-coded data)
+        return _JPEG_END not in data[-64:]
+    if data[:8] == b'\x89PNG\r\n\x1a\n':
+        return not data.rstrip(b'\x00').endswith(_PNG_END)
+    return False
+
+
 def load_image(path: str, expect_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """RGB uint8 [H, W, 3]; errors name the file."""
-    if not os.path.isfile(path):
-        raise OccFileError(f'{path}: camera image not found')
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    """RGB uint8 [H, W, 3]; errors name the file (missing, truncated, undecodable, wrong size)."""
+    try:
+        with open(path, 'rb') as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise OccFileError(f'{path}: camera image not found') from None
+    except OSError as e:
+        raise OccFileError(f'{path}: camera image unreadable ({e})') from e
+    if _truncated(data):
+        raise OccFileError(f'{path}: camera image is truncated (no end-of-image marker; '
+                           f'{len(data)} bytes): an interrupted copy or download?')
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise OccFileError(f'{path}: camera image cannot be decoded (corrupt or truncated)')
     if expect_hw is not None and img.shape[:2] != tuple(expect_hw):
@@ -126,11 +148,11 @@ class OccDataset(Dataset):
             raise ValueError(f"depth_source must be 'lidar' or 'dense', got {depth_source!r}")
         if future_frame not in ('current', 'own'):
             raise ValueError(f"future_frame must be 'current' or 'own', got {future_frame!r}")
-        data = load_infos(info_file)
+        data = InfoFile.read(info_file, DATASET_KEYS)    # safe unpickling; finite poses/calibration
         self.info_file = info_file
-        self.metadata = data['metadata']
-        self.infos = data['infos']
-        self.data_root = data_root if data_root is not None else self.metadata['dataroot']
+        self.metadata = data.metadata
+        self.infos = data.infos
+        self.data_root = data_root if data_root is not None else data.dataroot
         self.img_size = tuple(int(v) for v in img_size)
         self.grid = OccGrid.from_voxel(grid_voxel)
         extent = np.array(self.grid.pc_range[3:]) - np.array(self.grid.pc_range[:3])

@@ -96,11 +96,42 @@ def scene_splits(root: str, version: str, scene_names: list[str], val_fraction: 
     return {'train': ordered[:len(ordered) - n_val], 'val': ordered[len(ordered) - n_val:]}, 'auto'
 
 
+def _table_pose(nusc, table: str, token: str) -> np.ndarray:
+    """4x4 pose of a row of ``table`` (ego_pose, calibrated_sensor, sample_annotation).
+
+    OccFileError naming the table file and the row when the translation or rotation
+    is malformed or not finite: a NaN pose would otherwise flow silently into every
+    matrix of the info file and into training.
+    """
+    rec = nusc.get(table, token)
+    where = f'{os.path.join(nusc.table_root, table + ".json")}: {table} {token}'
+    try:
+        t = np.asarray(rec['translation'], np.float64)
+        q = np.asarray(rec['rotation'], np.float64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise OccFileError(f'{where}: malformed translation/rotation ({type(e).__name__}: {e})') from e
+    if t.shape != (3,) or q.shape != (4,):
+        raise OccFileError(f'{where}: translation/rotation have shapes {t.shape}/{q.shape}, expected (3,)/(4,)')
+    if not (np.isfinite(t).all() and np.isfinite(q).all()):
+        raise OccFileError(f'{where}: non-finite pose (translation {t.tolist()}, rotation {q.tolist()})')
+    if not 0.5 < np.linalg.norm(q) < 2.0:
+        raise OccFileError(f'{where}: rotation {q.tolist()} is not a unit quaternion')
+    return pose_matrix(t, q)
+
+
+def _intrinsics(nusc, cs_token: str) -> np.ndarray:
+    k = np.asarray(nusc.get('calibrated_sensor', cs_token)['camera_intrinsic'], np.float64)
+    if k.shape != (3, 3) or not np.isfinite(k).all():
+        raise OccFileError(f'{os.path.join(nusc.table_root, "calibrated_sensor.json")}: calibrated_sensor '
+                           f'{cs_token}: camera_intrinsic must be a finite 3x3 matrix, got {k.tolist()}')
+    return k
+
+
 def _boxes(nusc, sample, global2ego: np.ndarray) -> dict:
     centers, sizes, yaws, cats, inst = [], [], [], [], []
     for tok in sample['anns']:
         a = nusc.get('sample_annotation', tok)
-        m = global2ego @ pose_matrix(a['translation'], a['rotation'])
+        m = global2ego @ _table_pose(nusc, 'sample_annotation', tok)
         centers.append(m[:3, 3])
         sizes.append(a['size'])
         yaws.append(np.arctan2(m[1, 0], m[0, 0]))
@@ -116,20 +147,18 @@ def _boxes(nusc, sample, global2ego: np.ndarray) -> dict:
 def sample_info(nusc, sample, scene, frame_idx: int, cameras=CAMERA_NAMES) -> dict:
     """One info record (CONTRACTS.md) for a nuScenes sample."""
     lidar_sd = nusc.get('sample_data', sample['data'][LIDAR_NAME])
-    lidar_cs = nusc.get('calibrated_sensor', lidar_sd['calibrated_sensor_token'])
-    ego2global = pose_matrix(**_pose(nusc.get('ego_pose', lidar_sd['ego_pose_token'])))
+    ego2global = _table_pose(nusc, 'ego_pose', lidar_sd['ego_pose_token'])
     global2ego = np.linalg.inv(ego2global)
     cams = {}
     for cam in cameras:
         if cam not in sample['data']:
             raise KeyError(f'sample {sample["token"]} (scene {scene["name"]}) has no {cam} data')
         sd = nusc.get('sample_data', sample['data'][cam])
-        cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
-        sensor2ego = pose_matrix(cs['translation'], cs['rotation'])
-        cam_e2g = pose_matrix(**_pose(nusc.get('ego_pose', sd['ego_pose_token'])))
+        sensor2ego = _table_pose(nusc, 'calibrated_sensor', sd['calibrated_sensor_token'])
+        cam_e2g = _table_pose(nusc, 'ego_pose', sd['ego_pose_token'])
         cams[cam] = {
             'data_path': sd['filename'],
-            'intrinsics': np.asarray(cs['camera_intrinsic'], np.float32),
+            'intrinsics': _intrinsics(nusc, sd['calibrated_sensor_token']).astype(np.float32),
             # Camera -> keyframe ego: absorbs the motion between camera and LiDAR timestamps.
             'cam2ego': (global2ego @ cam_e2g @ sensor2ego).astype(np.float32),
             'sensor2ego': sensor2ego.astype(np.float32),
@@ -143,15 +172,11 @@ def sample_info(nusc, sample, scene, frame_idx: int, cameras=CAMERA_NAMES) -> di
         'prev': sample['prev'], 'next': sample['next'],
         'ego2global': ego2global.astype(np.float32),
         'lidar_path': lidar_sd['filename'],
-        'lidar2ego': pose_matrix(lidar_cs['translation'], lidar_cs['rotation']).astype(np.float32),
+        'lidar2ego': _table_pose(nusc, 'calibrated_sensor', lidar_sd['calibrated_sensor_token']).astype(np.float32),
         'cams': cams,
         'occ_path': occ3d_label_path('', scene['name'], sample['token']),
         'boxes': _boxes(nusc, sample, global2ego),
     }
-
-
-def _pose(ep: dict) -> dict:
-    return {'translation': ep['translation'], 'rotation': ep['rotation']}
 
 
 def label_grid(root: str, infos: list[dict]) -> dict:
@@ -191,26 +216,52 @@ def read_cooperative(root: str) -> dict | None:
         raise OccFileError(f'{path}: cannot read the cooperative sample groups ({type(e).__name__}: {e})') from e
 
 
+def _broken_table(table_root: str, err: Exception) -> str:
+    """Which table file of ``table_root`` fails to parse (the devkit's JSON error names none)."""
+    for path in sorted(glob.glob(os.path.join(table_root, '*.json'))):
+        try:
+            with open(path) as f:
+                json.load(f)
+        except json.JSONDecodeError as e:
+            return f'{path}: not valid JSON, truncated or corrupt nuScenes table ({e})'
+        except (OSError, UnicodeDecodeError) as e:
+            return f'{path}: unreadable nuScenes table ({type(e).__name__}: {e})'
+    return f'{table_root}: a nuScenes table is not valid JSON ({err})'
+
+
+def referenced_files(info: dict) -> list:
+    """Paths (relative to the data root) an info record needs: its LiDAR sweep and camera images."""
+    return [info['lidar_path']] + [c['data_path'] for c in info['cams'].values()]
+
+
 def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = False,
-                progress: bool = True, cameras=CAMERA_NAMES):
+                progress: bool = True, cameras=CAMERA_NAMES, skip_missing_files: bool = False):
     """All info records of a nuScenes root, grouped by split.
 
     Returns ``(split -> {'metadata', 'infos'}, messages)``. Raises OccFileError
     naming the label file when a sample has no ``gts/`` labels (unless
-    ``skip_missing_occ``; then the sample is dropped and reported in ``messages``).
+    ``skip_missing_occ``; then the sample is dropped and reported in ``messages``),
+    and saying how many camera images / LiDAR files that the tables reference are
+    missing (unless ``skip_missing_files``: such samples are dropped and counted).
+    Table files that are not valid JSON, and non-finite or malformed poses and
+    calibration, are errors naming the file (and row).
     """
     from nuscenes import NuScenes
     from tqdm import tqdm
 
     root = os.path.abspath(root)
     version = version or detect_version(root)
-    nusc = NuScenes(version=version, dataroot=root, verbose=False)
+    try:
+        nusc = NuScenes(version=version, dataroot=root, verbose=False)
+    except json.JSONDecodeError as e:
+        raise OccFileError(_broken_table(os.path.join(root, version), e)) from e
     has_occ = os.path.isdir(os.path.join(root, 'gts'))
     coop = read_cooperative(root)
     splits, source = scene_splits(root, version, [s['name'] for s in nusc.scene])
     scene_split = {name: split for split, names in splits.items() for name in names}
     out = {split: [] for split in splits}
     messages = []
+    missing_files, missing_samples = [], 0
     n_samples = sum(s['nbr_samples'] for s in nusc.scene)
     bar = tqdm(total=n_samples, desc=f'infos {version}', disable=not progress, unit='sample')
     for scene in sorted(nusc.scene, key=lambda s: s['name']):
@@ -232,10 +283,24 @@ def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = 
                     raise OccFileError(msg + '; pass --skip-missing-occ to leave such samples out')
                 messages.append(msg + ' (skipped)')
                 continue
+            gone = [os.path.join(root, r) for r in referenced_files(info)
+                    if not os.path.isfile(os.path.join(root, r))]
+            if gone:
+                missing_files += gone
+                missing_samples += 1
+                continue
             if coop is not None and info['token'] in coop:
                 info['agent_id'], info['neighbors'] = coop[info['token']]
             out[split].append(info)
     bar.close()
+    if missing_files:
+        listing = '\n  ' + '\n  '.join(missing_files[:5]) + (' ...' if len(missing_files) > 5 else '')
+        msg = (f'{root}: {len(missing_files)} camera image / LiDAR file(s) referenced by the tables are '
+               f'missing, in {missing_samples} sample(s):{listing}')
+        if not skip_missing_files:
+            raise OccFileError(msg + '\n(incomplete download? pass --skip-missing-files to leave those '
+                               'samples out)')
+        messages.append(msg + '\n(those samples are skipped)')
     result = {}
     for split, infos in out.items():
         infos.sort(key=lambda i: (i['scene_name'], i['timestamp']))
@@ -247,19 +312,137 @@ def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = 
 
 
 def save_infos(data: dict, path: str) -> None:
+    """Write ``{'metadata', 'infos'}`` atomically (plain data: it reads back through InfoFile)."""
     with atomic_open(path, 'wb') as f:
         pickle.dump(data, f, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def load_infos(path: str) -> dict:
-    """Read an info file written by ``tools/create_data.py``; errors name the file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'{path}: info file not found (run tools/create_data.py --root <data root>)')
+# Keys each reader needs in every record (CONTRACTS.md); InfoFile.read(require=...) checks them.
+DATASET_KEYS = ('token', 'scene_token', 'scene_name', 'frame_idx', 'timestamp', 'ego2global', 'cams',
+                'occ_path')
+EVAL_KEYS = ('token', 'scene_name', 'timestamp', 'ego2global', 'occ_path')
+RAY_ORIGIN_KEYS = ('token', 'scene_name', 'timestamp', 'ego2global', 'lidar2ego')
+
+# Matrices checked (shape, all finite) wherever a record or one of its cameras has them.
+_RECORD_MATRICES = {'ego2global': (4, 4), 'lidar2ego': (4, 4)}
+_CAMERA_MATRICES = {'intrinsics': (3, 3), 'cam2ego': (4, 4), 'sensor2ego': (4, 4), 'ego2global': (4, 4)}
+
+
+def _bad_matrix(value, shape) -> str | None:
+    """Why ``value`` is not a finite matrix of ``shape`` (None when it is)."""
     try:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-        raise OccFileError(f'{path}: corrupt or truncated info file ({type(e).__name__}: {e})') from e
-    if not isinstance(data, dict) or 'infos' not in data or 'metadata' not in data:
-        raise OccFileError(f'{path}: not an occ info file (expected a dict with "metadata" and "infos")')
-    return data
+        m = np.asarray(value, np.float64)
+    except (TypeError, ValueError):
+        return f'is not a numeric matrix ({type(value).__name__})'
+    if m.shape != shape:
+        return f'has shape {m.shape}, expected {shape}'
+    if not np.isfinite(m).all():
+        return 'holds non-finite values (NaN or inf)'
+    return None
+
+
+class InfoFile:
+    """An info file (``occ_infos_<split>.pkl``, CONTRACTS.md), read safely and checked.
+
+    The one reader of info files: the pickle goes through the restricted unpickler
+    (``occ.utils.safe_pickle``: no code runs from the file), and every record is
+    checked before anything uses it: a dict with a unique ``token``, the keys the
+    caller ``require``-s, and finite pose / calibration matrices of the right shape
+    (``ego2global``, ``lidar2ego``, each camera's ``intrinsics``, ``cam2ego``,
+    ``sensor2ego``, ``ego2global``). Errors name the file, the sample and the key.
+
+    Besides occ's own layout (``{'metadata': {...}, 'infos': [...]}``, also
+    mmdet3d 0.x's), mmdet3d 1.x's ``{'metainfo': {...}, 'data_list': [...]}`` reads.
+
+    Attributes:
+        path: the file read.
+        metadata: dict (``dataroot``, ``grid``, ``has_occ``, ...; empty when absent).
+        infos: list of record dicts in file order (scene, then time, for occ files).
+    """
+
+    def __init__(self, path: str, metadata: dict, infos: list):
+        self.path, self.metadata, self.infos = path, metadata, infos
+
+    @classmethod
+    def read(cls, path: str, require=('token',)) -> 'InfoFile':
+        """Read and check ``path``; ``require``: record keys the caller needs (``DATASET_KEYS``, ...)."""
+        from occ.utils.safe_pickle import UnsafePickleError, safe_load
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'{path}: info file not found (run tools/create_data.py --root <data root>)')
+        try:
+            data = safe_load(path)
+        except UnsafePickleError as e:
+            raise OccFileError(str(e)) from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError,
+                MemoryError) as e:
+            raise OccFileError(f'{path}: corrupt or truncated info file ({type(e).__name__}: {e})') from e
+        if isinstance(data, dict) and isinstance(data.get('infos'), list):
+            metadata, infos = data.get('metadata', {}), data['infos']
+        elif isinstance(data, dict) and isinstance(data.get('data_list'), list):
+            metadata, infos = data.get('metainfo', {}), data['data_list']
+        else:
+            raise OccFileError(f'{path}: not an info file (expected a dict with "metadata" and an '
+                               f'"infos" list, got {type(data).__name__})')
+        if not isinstance(metadata, dict):
+            raise OccFileError(f'{path}: "metadata" is a {type(metadata).__name__}, expected a dict')
+        out = cls(path, metadata, infos)
+        out._check(tuple(require))
+        return out
+
+    def _check(self, require: tuple) -> None:
+        seen = set()
+        for n, info in enumerate(self.infos):
+            if not isinstance(info, dict):
+                raise OccFileError(f'{self.path}: record {n} is a {type(info).__name__}, expected a dict')
+            where = f'{self.path}: sample {info.get("token", f"#{n}")!s}'
+            absent = [k for k in require if k not in info]
+            if absent:
+                raise OccFileError(f'{where} lacks {", ".join(absent)} (written by another tool or an '
+                                   'old create_data? re-run tools/create_data.py)')
+            tok = info.get('token')
+            if tok in seen:
+                raise OccFileError(f'{where} appears twice')
+            seen.add(tok)
+            for key, shape in _RECORD_MATRICES.items():
+                if key in info and (why := _bad_matrix(info[key], shape)):
+                    raise OccFileError(f'{where}: {key} {why}')
+            cams = info.get('cams')
+            if isinstance(cams, dict):
+                for cam, rec in cams.items():
+                    if not isinstance(rec, dict):
+                        continue
+                    for key, shape in _CAMERA_MATRICES.items():
+                        if key in rec and (why := _bad_matrix(rec[key], shape)):
+                            raise OccFileError(f'{where}: {cam} {key} {why}')
+            elif 'cams' in require:
+                raise OccFileError(f'{where}: "cams" is a {type(cams).__name__}, expected a dict')
+
+    @property
+    def dataroot(self) -> str:
+        """The root the records' paths are relative to (``metadata['dataroot']``)."""
+        root = self.metadata.get('dataroot')
+        if not isinstance(root, str) or not root:
+            raise OccFileError(f'{self.path}: metadata has no dataroot; pass the data root explicitly')
+        return root
+
+    @property
+    def grid(self) -> dict | None:
+        """``{'pc_range', 'voxel_size'}`` of the label files, when create_data recorded it."""
+        grid = self.metadata.get('grid')
+        return grid if isinstance(grid, dict) else None
+
+    def to_dict(self) -> dict:
+        return {'metadata': self.metadata, 'infos': self.infos}
+
+    def __len__(self) -> int:
+        return len(self.infos)
+
+    def __iter__(self):
+        return iter(self.infos)
+
+    def __getitem__(self, index):
+        return self.infos[index]
+
+    def __repr__(self) -> str:
+        return f'InfoFile({self.path!r}, {len(self.infos)} samples)'

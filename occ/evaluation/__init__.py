@@ -7,11 +7,10 @@ val/test loops use; ``tools/eval_occ.py`` evaluates prediction files.
 """
 from occ.evaluation.confusion import (MASKS, ConfusionAccumulator, confusion_matrices,
                                       iou_from_hist)
-from occ.evaluation.evaluator import (DEFAULT_PARTS, FrameTable, OccEvaluator, build_parts,
-                                     grid_for_shape, load_frame_table, save_frame_table,
-                                     select_frames)
+from occ.evaluation.evaluator import (DEFAULT_PARTS, OccEvaluator, build_parts, grid_for_shape,
+                                     load_frame_table, save_frame_table, select_frames)
 from occ.evaluation.forecast import forecast_metrics, future_hists, horizon_name
-from occ.evaluation.metric import OccMetric, load_infos
+from occ.evaluation.metric import OccMetric
 from occ.evaluation.origins import default_origins, origins_from_infos, select_origins
 from occ.evaluation.parts import BytesSent, ForecastIoU, MetricPart, RayIoU, VoxelIoU
 from occ.evaluation.ray_iou import (RAY_THRESHOLDS, RayIoUAccumulator, RayCaster, cast_rays,
@@ -21,11 +20,11 @@ from occ.evaluation.regions import box_mask, history_only_mask, moving_instances
 
 __all__ = [
     'MASKS', 'ConfusionAccumulator', 'confusion_matrices', 'iou_from_hist',
-    'DEFAULT_PARTS', 'FrameTable', 'OccEvaluator', 'build_parts', 'grid_for_shape',
-    'load_frame_table', 'save_frame_table', 'select_frames', 'MetricPart', 'VoxelIoU', 'RayIoU',
-    'ForecastIoU', 'BytesSent', 'RegionIoU', 'HistoryOnlyRegion', 'OccludedRegion', 'history_only_mask',
+    'DEFAULT_PARTS', 'OccEvaluator', 'build_parts', 'grid_for_shape', 'load_frame_table',
+    'save_frame_table', 'select_frames', 'MetricPart', 'VoxelIoU', 'RayIoU', 'ForecastIoU',
+    'BytesSent', 'RegionIoU', 'HistoryOnlyRegion', 'OccludedRegion', 'history_only_mask',
     'forecast_metrics', 'future_hists', 'horizon_name',
-    'OccMetric', 'load_infos', 'default_origins', 'origins_from_infos', 'select_origins',
+    'OccMetric', 'default_origins', 'origins_from_infos', 'select_origins',
     'RAY_THRESHOLDS', 'RayIoUAccumulator', 'RayCaster', 'cast_rays', 'lidar_pitch_angles',
     'lidar_ray_directions', 'box_mask', 'moving_instances', 'occluded_mask',
 ]

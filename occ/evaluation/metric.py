@@ -9,32 +9,17 @@ distributed collection stays cheap and drops the sampler's padding duplicates.
 """
 from __future__ import annotations
 
-import pickle
 from typing import Optional, Sequence
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
 
+from occ.data.infos import RAY_ORIGIN_KEYS, InfoFile
 from occ.evaluation.confusion import MASKS
 from occ.evaluation.evaluator import FIXED_INPUTS, OccEvaluator, grid_for_shape, save_frame_table
 from occ.evaluation.origins import origins_from_infos
 from occ.grid import OCC3D_RANGE
 from occ.registry import METRICS
-
-
-def load_infos(path: str) -> list:
-    """The ``infos`` list of an ``occ_infos_*.pkl`` (CONTRACTS.md); errors name the file."""
-    try:
-        with open(path, 'rb') as f:
-            data = pickle.load(f)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f'{path}: info file not found') from e
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError) as e:
-        raise ValueError(f'{path}: not a readable info pickle ({type(e).__name__}: {e})') from e
-    infos = data.get('infos') if isinstance(data, dict) else data
-    if not isinstance(infos, list):
-        raise ValueError(f'{path}: expected a dict with an "infos" list, got {type(data).__name__}')
-    return infos
 
 
 def _np(x):
@@ -95,7 +80,7 @@ class OccMetric(BaseMetric):
         if not (self.ray_iou and self.ann_file):
             return None
         if self._origins is None:
-            self._origins = origins_from_infos(load_infos(self.ann_file),
+            self._origins = origins_from_infos(InfoFile.read(self.ann_file, RAY_ORIGIN_KEYS).infos,
                                                grid_for_shape(shape, self.pc_range))
         return self._origins.get(token)
 
@@ -124,5 +109,5 @@ class OccMetric(BaseMetric):
             ev.add_result(r)
         if self.frame_stats:
             save_frame_table(self.frame_stats, [r.get('token') or '' for r in results],
-                             ev.frame_table(results), ev.parts)
+                             ev.frame_table(results))
         return ev.flat_metrics(self.mask)

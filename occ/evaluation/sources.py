@@ -8,7 +8,9 @@ CONTRACTS.md) giving tokens, scenes, poses and ``occ_path`` under its dataroot.
 Predictions: a folder of ``<token>.npz`` (``occ.data.occ3d_io.save_prediction``),
 or one submission file mapping token -> semantics: an ``.npz`` whose keys are
 tokens, or a pickle of ``{token: array}`` / ``{token: {'semantics': ...}}``
-(optionally wrapped as ``{'results': {...}}``).
+(optionally wrapped as ``{'results': {...}}``). Pickles are read with the
+restricted unpickler (``occ.utils.safe_pickle``): a submission that asks for
+anything but plain data and numpy arrays is refused, naming the global.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from collections import defaultdict
 import numpy as np
 
 from occ.data.occ3d_io import OccFileError, load_prediction
+from occ.utils.safe_pickle import UnsafePickleError, safe_load
 
 
 def discover_gt(root: str) -> dict:
@@ -85,9 +88,10 @@ class PredictionSource:
         else:
             self.kind = 'pickle'
             try:
-                with open(path, 'rb') as f:
-                    data = pickle.load(f)
-            except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, ValueError) as e:
+                data = safe_load(path)
+            except UnsafePickleError as e:
+                raise OccFileError(str(e)) from None
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, IndexError, KeyError) as e:
                 raise OccFileError(f'{path}: not a .npz or pickle submission '
                                    f'({type(e).__name__}: {e})') from e
             if isinstance(data, dict) and isinstance(data.get('results'), dict):
