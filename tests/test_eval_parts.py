@@ -128,8 +128,10 @@ def test_frame_table_bootstrap_weights_equal_adding_the_drawn_frames(tmp_path):
     path = str(tmp_path / 'frames.npz')
     metric = OccMetric(pc_range=SMALL_RANGE, frame_stats=path)
     metric.compute_metrics([dict(r, token=f'tok{i}') for i, r in enumerate(results)])
-    tokens, table = load_frame_table(path)
+    tokens, table, parts = load_frame_table(path)
     assert tokens == [f'tok{i}' for i in range(5)]
+    assert parts == ['VoxelIoU', 'RayIoU', 'ForecastIoU', 'BytesSent', 'HistoryOnlyRegion']
+    assert [p.name for p in OccEvaluator(parts=parts).parts] == [p.name for p in ev.parts]
     draw = np.array([4, 1, 1, 0, 3])                       # a bootstrap draw: frame 1 twice, 2 never
     ref = OccEvaluator(pc_range=SMALL_RANGE)
     for i in draw:

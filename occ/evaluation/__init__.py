@@ -7,8 +7,9 @@ val/test loops use; ``tools/eval_occ.py`` evaluates prediction files.
 """
 from occ.evaluation.confusion import (MASKS, ConfusionAccumulator, confusion_matrices,
                                       iou_from_hist)
-from occ.evaluation.evaluator import (DEFAULT_PARTS, OccEvaluator, build_parts, grid_for_shape,
-                                     load_frame_table, save_frame_table, select_frames)
+from occ.evaluation.evaluator import (DEFAULT_PARTS, FrameTable, OccEvaluator, build_parts,
+                                     grid_for_shape, load_frame_table, save_frame_table,
+                                     select_frames)
 from occ.evaluation.forecast import forecast_metrics, future_hists, horizon_name
 from occ.evaluation.metric import OccMetric
 from occ.evaluation.origins import default_origins, origins_from_infos, select_origins
@@ -20,9 +21,9 @@ from occ.evaluation.regions import box_mask, history_only_mask, moving_instances
 
 __all__ = [
     'MASKS', 'ConfusionAccumulator', 'confusion_matrices', 'iou_from_hist',
-    'DEFAULT_PARTS', 'OccEvaluator', 'build_parts', 'grid_for_shape', 'load_frame_table',
-    'save_frame_table', 'select_frames', 'MetricPart', 'VoxelIoU', 'RayIoU', 'ForecastIoU',
-    'BytesSent', 'RegionIoU', 'HistoryOnlyRegion', 'OccludedRegion', 'history_only_mask',
+    'DEFAULT_PARTS', 'FrameTable', 'OccEvaluator', 'build_parts', 'grid_for_shape',
+    'load_frame_table', 'save_frame_table', 'select_frames', 'MetricPart', 'VoxelIoU', 'RayIoU',
+    'ForecastIoU', 'BytesSent', 'RegionIoU', 'HistoryOnlyRegion', 'OccludedRegion', 'history_only_mask',
     'forecast_metrics', 'future_hists', 'horizon_name',
     'OccMetric', 'default_origins', 'origins_from_infos', 'select_origins',
     'RAY_THRESHOLDS', 'RayIoUAccumulator', 'RayCaster', 'cast_rays', 'lidar_pitch_angles',

@@ -12,6 +12,8 @@ which is how a bootstrap resamples frames without approximating mIoU.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from occ.evaluation.confusion import MASKS, ConfusionAccumulator
@@ -62,13 +64,27 @@ def _numpy(x):
     return x.detach().cpu().numpy() if hasattr(x, 'detach') else np.asarray(x)
 
 
-def save_frame_table(path: str, tokens: list, table: dict) -> None:
-    """Write ``OccEvaluator.frame_table`` output and the frames' tokens to ``path`` (.npz, atomic)."""
-    atomic_save_npz(path, tokens=np.asarray(tokens, dtype=str), **table)
+class FrameTable(NamedTuple):
+    """Per-frame statistics of one evaluated split (``save_frame_table`` / ``load_frame_table``).
+
+    ``tokens``: sample token of each row; ``table``: ``OccEvaluator.frame_table`` arrays;
+    ``parts``: registered type names of the evaluator's parts (``OccEvaluator(parts=parts)``
+    recomputes every metric from the table).
+    """
+    tokens: list
+    table: dict
+    parts: list
 
 
-def load_frame_table(path: str) -> tuple:
-    """(tokens list[str], table dict) from ``save_frame_table``'s file; errors name the file."""
+def save_frame_table(path: str, tokens: list, table: dict, parts=()) -> None:
+    """Write per-frame statistics (``frame_table``), their tokens and part types to ``path`` (.npz, atomic)."""
+    atomic_save_npz(path, tokens=np.asarray(list(tokens), dtype=str),
+                    parts=np.asarray([type(p).__name__ if isinstance(p, MetricPart) else str(p)
+                                      for p in parts], dtype=str), **table)
+
+
+def load_frame_table(path: str) -> FrameTable:
+    """``save_frame_table``'s file (no pickle); errors name the file."""
     try:
         with np.load(path, allow_pickle=False) as z:
             data = {k: z[k] for k in z.files}
@@ -79,10 +95,11 @@ def load_frame_table(path: str) -> tuple:
     if 'tokens' not in data or 'hist' not in data:
         raise ValueError(f'{path}: per-frame statistics need "tokens" and "hist", got {sorted(data)}')
     tokens = data.pop('tokens').tolist()
+    parts = data.pop('parts').tolist() if 'parts' in data else []
     for k, v in data.items():
         if len(v) != len(tokens):
             raise ValueError(f'{path}: {k} has {len(v)} frames, tokens has {len(tokens)}')
-    return tokens, data
+    return FrameTable(tokens, data, parts)
 
 
 def select_frames(table: dict, index) -> dict:

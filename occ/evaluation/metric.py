@@ -109,5 +109,5 @@ class OccMetric(BaseMetric):
             ev.add_result(r)
         if self.frame_stats:
             save_frame_table(self.frame_stats, [r.get('token') or '' for r in results],
-                             ev.frame_table(results))
+                             ev.frame_table(results), ev.parts)
         return ev.flat_metrics(self.mask)

@@ -1,0 +1,148 @@
+"""Ablation protocol: mean ± std over seeds and the paired frame x seed bootstrap against loop references."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from occ.analysis.protocol import (BETTER, NOISE, WORSE, align, bootstrap_draws, markdown, mean_std,
+                                   paired_bootstrap, plot, table_metrics, verdict)
+from occ.constants import FREE
+from occ.evaluation import FrameTable, confusion_matrices
+
+SHAPE = (6, 5, 4)
+
+
+def _frames(rng, n, flip):
+    """Per-frame [3, 18, 18] confusion counts of random labels, ``flip`` = share of wrong predictions."""
+    out = []
+    for _ in range(n):
+        gt = np.where(rng.random(SHAPE) < 0.5, FREE, rng.integers(0, 6, SHAPE)).astype(np.uint8)
+        pred = gt.copy()
+        wrong = rng.random(SHAPE) < flip
+        pred[wrong] = rng.integers(0, 18, int(wrong.sum()))
+        out.append(confusion_matrices(pred, gt, (rng.random(SHAPE) < 0.7).astype(np.uint8)))
+    return np.stack(out)
+
+
+def _table(hists):
+    return {'hist': hists, 'hist.present': np.ones(len(hists), bool)}
+
+
+def _ref_miou(h):
+    """Occ3D mIoU (percent) of one 18x18 histogram, written out: classes 0..16 with a non-empty union."""
+    ious = []
+    for c in range(17):
+        tp = h[c][c]
+        union = sum(h[c][p] for p in range(18)) + sum(h[g][c] for g in range(18)) - tp
+        if union:
+            ious.append(tp / union)
+    return 100.0 * sum(ious) / len(ious)
+
+
+def _ref_percentile(values, q):
+    """Linear-interpolation percentile, by hand."""
+    v = sorted(values)
+    pos = q / 100.0 * (len(v) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(v) - 1)
+    return v[lo] + (pos - lo) * (v[hi] - v[lo])
+
+
+def test_mean_std_on_known_numbers():
+    assert mean_std([10.0, 14.0]) == (12.0, pytest.approx(math.sqrt(8.0)), 2)
+    m, s, n = mean_std([20.0, 22.0, 27.0])
+    assert m == pytest.approx(23.0) and s == pytest.approx(math.sqrt((9 + 1 + 16) / 2)) and n == 3
+    assert mean_std([5.0]) == (5.0, None, 1)
+    assert mean_std([None, float('nan')]) == (None, None, 0)
+    assert verdict(0.1, 2.0) == BETTER and verdict(-2.0, -0.1) == WORSE and verdict(-1.0, 1.0) == NOISE
+    assert verdict(None, None) is None
+
+
+def test_paired_bootstrap_matches_a_loop_reference():
+    rng = np.random.default_rng(0)
+    seeds, frames = 2, 9
+    cand = [_table(_frames(rng, frames, 0.2)) for _ in range(seeds)]
+    base = [_table(_frames(rng, frames, 0.4)) for _ in range(seeds)]
+    draws = bootstrap_draws(np.random.default_rng(7), 150, seeds, frames)
+    got = paired_bootstrap(table_metrics(['VoxelIoU']), cand, base, ['miou'], draws=draws)['miou']
+
+    # independent reference: sum the drawn frames' camera-mask histograms in loops, mIoU by hand
+    def miou(tab, idx):
+        h = [[0] * 18 for _ in range(18)]
+        for f in idx:
+            for g in range(18):
+                for p in range(18):
+                    h[g][p] += int(tab['hist'][f, 0, g, p])
+        return _ref_miou(h)
+    everything = range(frames)
+    point = sum(miou(cand[s], everything) - miou(base[s], everything) for s in range(seeds)) / seeds
+    reps = []
+    for r in range(len(draws[0])):
+        d = 0.0
+        for j in range(seeds):
+            s = int(draws[0][r, j])
+            idx = [int(f) for f in draws[1][r, j]]
+            d += (miou(cand[s], idx) - miou(base[s], idx)) / seeds
+        reps.append(d)
+    assert got['diff'] == pytest.approx(point)
+    assert got['lo'] == pytest.approx(_ref_percentile(reps, 2.5))
+    assert got['hi'] == pytest.approx(_ref_percentile(reps, 97.5))
+    assert got['replicates'] == 150 and got['lo'] < got['diff'] < got['hi']
+    # pooled mIoU, not a mean of per-frame mIoUs: the two differ on these frames
+    per_frame = np.mean([miou(cand[0], [f]) for f in everything])
+    assert abs(per_frame - miou(cand[0], everything)) > 0.1
+    # the same draws from the same generator seed
+    again = paired_bootstrap(table_metrics(['VoxelIoU']), cand, base, ['miou'], n_boot=150, seed=7)['miou']
+    assert (again['lo'], again['hi']) == (got['lo'], got['hi'])
+
+
+def test_known_intervals_and_verdicts():
+    rng = np.random.default_rng(1)
+    frames = _frames(rng, 6, 0.3)
+    same = paired_bootstrap(table_metrics(['VoxelIoU']), [_table(frames)] * 2, [_table(frames)] * 2,
+                            ['miou', 'iou'], n_boot=50)
+    for k in ('miou', 'iou'):
+        assert (same[k]['diff'], same[k]['lo'], same[k]['hi'], same[k]['verdict']) == (0.0, 0.0, 0.0, NOISE)
+    # perfect predictions against all-wrong ones: +100 in every replicate (classes 0..5 present, free mixed in)
+    perfect = np.zeros_like(frames)
+    wrong = np.zeros_like(frames)
+    for f in range(len(frames)):
+        rows = frames[f].sum(-1)                       # GT counts per mask and class
+        for m in range(3):
+            perfect[f, m] = np.diag(rows[m])
+            wrong[f, m, :, FREE] = rows[m]             # every class predicted free ...
+            wrong[f, m, FREE, FREE] = 0
+            wrong[f, m, FREE, 0] = rows[m, FREE]       # ... and free predicted as "others"
+    res = paired_bootstrap(table_metrics(['VoxelIoU']), [_table(perfect)], [_table(wrong)], ['miou'], n_boot=50)
+    assert (res['miou']['diff'], res['miou']['lo'], res['miou']['hi']) == (100.0, 100.0, 100.0)
+    assert res['miou']['verdict'] == BETTER
+    back = paired_bootstrap(table_metrics(['VoxelIoU']), [_table(wrong)], [_table(perfect)], ['miou'], n_boot=50)
+    assert back['miou']['verdict'] == WORSE
+
+
+def test_align_pairs_frames_by_token():
+    rng = np.random.default_rng(2)
+    h = _frames(rng, 4, 0.3)
+    a = FrameTable(['a', 'b', 'c', 'd'], _table(h), ['VoxelIoU'])
+    b = FrameTable(['d', 'c', 'b', 'a'], _table(h[::-1].copy()), ['VoxelIoU'])
+    (ca,), (cb,) = align([a], [b])
+    np.testing.assert_array_equal(ca['hist'], cb['hist'])
+    with pytest.raises(ValueError, match='other frames'):
+        align([a], [FrameTable(['a', 'b', 'c', 'x'], _table(h), [])])
+    with pytest.raises(ValueError, match='seed run'):
+        align([a, a], [b])
+
+
+def test_markdown_and_error_bar_plot(tmp_path):
+    rows = [{'name': 'base', 'seeds': 2, 'miou': 12.0, 'miou_std': 2.0, 'miou_values': [10.0, 14.0],
+             'baseline': 'base', 'status': 'ok', 'train_time_s': 3.0},
+            {'name': 'new', 'seeds': 2, 'miou': 15.0, 'miou_std': 1.0, 'miou_values': [14.0, 16.0],
+             'baseline': 'base', 'status': 'ok', 'train_time_s': 3.5,
+             'vs_baseline': {'miou': {'diff': 3.0, 'lo': 0.5, 'hi': 5.25, 'verdict': BETTER}}}]
+    md = markdown(rows, ['miou'])
+    assert '| base | 2 | 12.00 ± 2.00 | (baseline) |' in md
+    assert '| new | 2 | 15.00 ± 1.00 | +3.00 [+0.50, +5.25] | better | 3.5 | ok |' in md
+    plot(rows, 'miou', str(tmp_path / 'p.png'))
+    assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'
