@@ -123,3 +123,25 @@ def test_read_metrics_errors(tmp_path):
     bad.write_text('{"iou": 1}')
     with pytest.raises(ValueError, match='bad.json.*miou'):
         read_metrics(str(bad))
+
+
+def test_report_shows_an_unseen_seed_set_beside_the_held_out_town(tmp_path):
+    js = {k: str(tmp_path / f'{k}.json') for k in ('m', 'p', 'um', 'up')}
+    _eval_json(js['m'], {'car': 30.0, 'pedestrian': 10.0, 'driveable_surface': 80.0})
+    _eval_json(js['p'], {'car': 5.0, 'pedestrian': 0.0, 'driveable_surface': 70.0})
+    _eval_json(js['um'], {'car': 12.0, 'pedestrian': 2.0, 'driveable_surface': 60.0})
+    _eval_json(js['up'], {'car': 15.0, 'pedestrian': 0.0, 'driveable_surface': 65.0})
+    json.dump(dict(json.load(open(js['up'])), iou=61.0), open(js['up'], 'w'))
+    out = tmp_path / 'report'
+    s = write_report(str(out), js['m'], js['p'], str(tmp_path), title='Held-out town (seed 0)',
+                     more_sets=[dict(key='unseen', title='Unseen-seed towns (seed 7919)', description='3 towns',
+                                     model_json=js['um'], prior_json=js['up'])])
+    md = (out / 'report.md').read_text()
+    held, unseen = md.split('## Unseen-seed towns (seed 7919)')
+    assert '## Held-out town (seed 0)' in held and '| car (dynamic) | 30.0 | 5.0 |' in held
+    assert '| car (dynamic) | 12.0 | 15.0 |' in unseen and '3 towns' in unseen
+    assert '| geometry IoU (occupied vs free) | 50.0 | 61.0 |' in unseen and '**NOT above**' in unseen
+    u = json.load(open(out / 'summary.json'))['unseen']
+    assert u['model_miou'] == pytest.approx(np.mean([12.0, 2.0, 60.0])) and u['prior_iou'] == 61.0
+    assert u['model_dynamic_miou'] == pytest.approx(7.0) and not u['beats_prior_geometry']
+    assert s['unseen']['beats_prior_miou'] is False and s['model_miou'] == pytest.approx(40.0)

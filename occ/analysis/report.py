@@ -3,6 +3,9 @@
 ``write_report`` reads what the demo flow produced (evaluation JSONs of the
 trained model and of the prior baseline, mmengine's ``scalars.json`` logs,
 prediction files) and writes ``<out_dir>/report.md`` plus PNGs, atomically.
+Besides the held-out town of the training world it can show further
+evaluation sets side by side (the demo adds towns generated with a seed never
+used in development), each with its per-class table, prior and geometry IoU.
 """
 from __future__ import annotations
 
@@ -137,17 +140,45 @@ def metrics_table(model: dict, prior: dict) -> str:
     return '\n'.join(lines)
 
 
+def headline(model: dict, prior: dict) -> dict:
+    """Model and prior numbers of one evaluation set (percent) and whether the model beats the prior."""
+    return {
+        'model_miou': model['miou'], 'prior_miou': prior['miou'],
+        'model_dynamic_miou': dynamic_miou(model), 'prior_dynamic_miou': dynamic_miou(prior),
+        'model_iou': model['iou'], 'prior_iou': prior['iou'],
+        'beats_prior_miou': (model['miou'] or 0) > (prior['miou'] or 0),
+        'beats_prior_dynamic': (dynamic_miou(model) or 0) > (dynamic_miou(prior) or 0),
+        'beats_prior_geometry': (model['iou'] or 0) > (prior['iou'] or 0),
+    }
+
+
+def _section(title: str, description: str, model: dict, prior: dict) -> list:
+    h = headline(model, prior)
+    verdict = 'beats' if h['beats_prior_miou'] and h['beats_prior_dynamic'] else 'does NOT beat'
+    geometry = 'above' if h['beats_prior_geometry'] else 'NOT above'
+    return [f'## {title}', '', description, '',
+            f'The model **{verdict}** the class prior on mIoU and on the dynamic classes; its geometry '
+            f'IoU is **{geometry}** the prior\'s. Camera-visible voxels (Occ3D `mask_camera`), IoU in percent:',
+            '', metrics_table(model, prior), '']
+
+
 def write_report(out_dir: str, model_json: str, prior_json: str, work_dir: str,
-                 pictures: list | None = None, info: dict | None = None) -> dict:
+                 pictures: list | None = None, info: dict | None = None,
+                 title: str = 'Held-out town', description: str = '', more_sets: list | None = None) -> dict:
     """Write ``out_dir/report.md``, ``training_curve.png`` and the pictures.
 
     Args:
+        model_json, prior_json: evaluation JSONs of the held-out split (``tools/eval_occ.py``).
         pictures: list of dicts ``{token, gt, mask, pred, prior}`` (uint8 grids) to draw.
         info: extra facts for the header (config, timings, data root, ...).
+        title, description: heading and one-line description of the held-out set.
+        more_sets: further evaluation sets shown beside it, dicts ``{key, title, description,
+            model_json, prior_json}``; their numbers go to ``summary[key]``.
     Returns: the headline numbers (also written to ``out_dir/summary.json``).
     """
     os.makedirs(out_dir, exist_ok=True)
     model, prior = read_metrics(model_json), read_metrics(prior_json)
+    extra = [(s, read_metrics(s['model_json']), read_metrics(s['prior_json'])) for s in more_sets or []]
     stats_path = osp.join(work_dir, 'train_stats.json')
     stats = json.load(open(stats_path)) if osp.isfile(stats_path) else {}
     rows = read_scalars(work_dir)
@@ -171,15 +202,10 @@ def write_report(out_dir: str, model_json: str, prior_json: str, work_dir: str,
                               pc_range=p.get('pc_range', OCC3D_RANGE))
         pics.append(name)
 
-    summary = {
-        'model_miou': model['miou'], 'prior_miou': prior['miou'],
-        'model_dynamic_miou': dynamic_miou(model), 'prior_dynamic_miou': dynamic_miou(prior),
-        'model_iou': model['iou'], 'prior_iou': prior['iou'],
-        'beats_prior_miou': (model['miou'] or 0) > (prior['miou'] or 0),
-        'beats_prior_dynamic': (dynamic_miou(model) or 0) > (dynamic_miou(prior) or 0),
-        'train_time_s': stats.get('train_time_s'), 'iters': stats.get('max_iters'),
-        'peak_rss_mb': stats.get('peak_rss_mb'),
-    }
+    summary = dict(headline(model, prior), train_time_s=stats.get('train_time_s'),
+                   iters=stats.get('max_iters'), peak_rss_mb=stats.get('peak_rss_mb'))
+    for s, m, p in extra:
+        summary[s['key']] = dict(headline(m, p), title=s['title'])
     summary.update(info or {})
     md = ['# occ CPU demo report', '']
     for k, v in (info or {}).items():
@@ -187,12 +213,11 @@ def write_report(out_dir: str, model_json: str, prior_json: str, work_dir: str,
     if stats:
         md.append(f"- training: {stats.get('max_iters')} iterations in {stats.get('train_time_s', 0) / 60:.1f} min, "
                   f"peak RSS {stats.get('peak_rss_mb')} MiB, final loss {stats.get('final_loss')}")
-    verdict = ('beats' if summary['beats_prior_miou'] and summary['beats_prior_dynamic']
-               else 'does NOT beat')
-    md += ['', f'The trained model **{verdict}** the non-learned per-voxel class prior '
-               '(most frequent training class at each voxel) on mIoU and on the dynamic classes.',
-           '', 'Camera-visible voxels (Occ3D `mask_camera`), IoU in percent:', '',
-           metrics_table(model, prior), '']
+    md += ['', 'Baseline: the non-learned per-voxel class prior (the most frequent training class at '
+               'each voxel, from the training split of the demo world).', '']
+    md += _section(title, description, model, prior)
+    for s, m, p in extra:
+        md += _section(s['title'], s.get('description', ''), m, p)
     if curve:
         md += ['## Training curve', '', f'![training curve]({curve})', '']
     if pics:
