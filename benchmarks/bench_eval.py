@@ -39,7 +39,7 @@ from occ.constants import FREE  # noqa: E402
 from occ.data.occ3d_io import save_occ3d_labels, save_prediction  # noqa: E402
 from occ.evaluation import (ConfusionAccumulator, RayCaster, confusion_matrices,  # noqa: E402
                             lidar_ray_directions)
-from occ.grid import OCC3D_GRID  # noqa: E402
+from occ.geometry import OCC3D_GRID  # noqa: E402
 
 
 def real_frame():

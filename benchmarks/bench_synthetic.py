@@ -22,7 +22,7 @@ from occ.data.synthetic import build_world, render_frame  # noqa: E402
 from occ.data.synthetic.primitives import intersect  # noqa: E402
 from occ.data.synthetic.raycast import cast_pinhole  # noqa: E402
 from occ.data.synthetic.sensors import CAMERA_RANGE, OBJECT_RANGE, _near, camera_rig, pixel_rays  # noqa: E402
-from occ.grid import OccGrid  # noqa: E402
+from occ.geometry import OccGrid  # noqa: E402
 
 
 def brute(prims, origin, dirs):

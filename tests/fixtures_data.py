@@ -83,7 +83,7 @@ def write_micro_nuscenes(root: str, scenes: int = 2, frames: int = 4, image_hw=(
 
     from occ.constants import CAMERA_NAMES, FREE
     from occ.data.occ3d_io import save_occ3d_labels
-    from occ.grid import OccGrid
+    from occ.geometry import OccGrid
 
     rng = np.random.default_rng(seed)
     h, w = image_hw

@@ -8,7 +8,7 @@ import pytest
 from occ.constants import CLASS_NAMES, FREE, OCC_COLORS
 from occ.data.occ3d_io import (OccFileError, load_occ3d_labels, load_prediction,
                                save_occ3d_labels, save_prediction)
-from occ.grid import CPU_GRID, OCC3D_GRID, OccGrid
+from occ.geometry import CPU_GRID, OCC3D_GRID, OccGrid
 from occ.utils.io import atomic_open
 
 # A real Occ3D-nuScenes frame, committed as a fixture (see tests/fixtures/README.md).

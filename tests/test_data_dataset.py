@@ -13,7 +13,7 @@ from occ.data import OccDataset, occ_collate
 from occ.data.infos import InfoFile, save_infos
 from occ.data.occ3d_io import OccFileError
 from occ.data.transforms import base_image_transform, resample_labels, warp_image
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 from occ.registry import DATASETS
 
 IMG = (64, 112)

@@ -14,7 +14,7 @@ from occ.data.depth import project_depth
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels
 from occ.data.transforms import (ImageAug, base_image_transform, bev_matrix, downsample_labels,
                                  image_transforms, resample_labels, rotation3, warp_image)
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 from occ.vis.bev import BACKGROUND, bev_colors
 
 REAL = os.path.join(os.path.dirname(__file__), 'fixtures', 'occ3d-sample',

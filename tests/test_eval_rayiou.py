@@ -8,7 +8,7 @@ import torch
 from occ.constants import FREE
 from occ.evaluation import (RayCaster, RayIoUAccumulator, cast_rays, lidar_pitch_angles,
                             lidar_ray_directions, origins_from_infos, select_origins)
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 GRID = OccGrid((-10.0, -10.0, -1.0, 10.0, 10.0, 5.0), 0.5)    # 40 x 40 x 12, 0.5 m voxels
 

@@ -5,7 +5,7 @@ import numpy as np
 
 from occ.constants import FREE
 from occ.evaluation.regions import box_mask, moving_instances, occluded_mask
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 
 def _info(token, t, ego_x, centers, prev='', nxt=''):

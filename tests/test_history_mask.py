@@ -11,7 +11,7 @@ from occ.data import OccDataset
 from occ.data.history_mask import history_visibility_mask
 from occ.data.dataset import reduce_to_grid
 from occ.data.occ3d_io import load_occ3d_labels
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 GRID = OccGrid((-4.0, -4.0, -1.0, 4.0, 4.0, 2.2), 0.4)       # 20 x 20 x 8
 

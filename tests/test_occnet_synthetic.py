@@ -14,7 +14,7 @@ from fixtures_data import tiny_world  # noqa: F401  (session fixture)
 
 import occ.models  # noqa: F401
 from occ.constants import FREE
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 from occ.models.view_transforms.frustum import frustum_to_ego
 from occ.registry import FUNCTIONS, MODELS
 

@@ -7,7 +7,7 @@ from occ.data.synthetic.labels import ray_visibility, voxel_visibility, voxelize
 from occ.data.synthetic.primitives import BOX, CYLINDER, ELLIPSOID, Primitives, intersect
 from occ.data.synthetic.raycast import GROUND, MISS, cast, cast_pinhole, grid_tiles
 from occ.data.synthetic.sensors import camera_rig, pixel_rays
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 
 def _prims(rng, n, spread=10.0):

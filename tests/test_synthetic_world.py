@@ -12,7 +12,7 @@ from pyquaternion import Quaternion
 from occ.constants import CAMERA_NAMES, FREE, LIDAR_NAME
 from occ.data.occ3d_io import load_occ3d_labels
 from occ.data.synthetic import depth_path, generate, semantics2d_path
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 VOXEL = 0.8
 GRID = OccGrid.from_voxel(VOXEL)

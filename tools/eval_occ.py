@@ -39,7 +39,7 @@ from occ.evaluation.confusion import MASKS  # noqa: E402
 from occ.evaluation.evaluator import OccEvaluator, SEMANTIC_NAMES  # noqa: E402
 from occ.evaluation.origins import origins_from_infos  # noqa: E402
 from occ.evaluation.sources import PredictionSource, discover_gt, scene_sequences  # noqa: E402
-from occ.grid import OCC3D_RANGE, OccGrid  # noqa: E402
+from occ.geometry import OCC3D_RANGE, OccGrid  # noqa: E402
 from occ.utils.io import atomic_write_bytes  # noqa: E402
 
 MAX_LISTED = 10

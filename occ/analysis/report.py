@@ -18,7 +18,7 @@ import os.path as osp
 import numpy as np
 
 from occ.constants import CLASS_NAMES, DYNAMIC_CLASSES, SEMANTIC_CLASSES
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE
 from occ.utils.io import atomic_save_figure, atomic_write_bytes
 
 

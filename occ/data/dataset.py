@@ -55,7 +55,7 @@ from occ.data.infos import DATASET_KEYS, InfoFile
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels
 from occ.data.transforms import (BevAug, ImageAug, downsample_labels, image_transforms, resample_labels,
                                  to4x4, warp_image)
-from occ.grid import OccGrid
+from occ.geometry import OCC3D_RANGE, OccGrid
 from occ.registry import DATASETS
 
 FRAME_KEYS = ('imgs', 'intrinsics', 'cam2ego', 'img_aug', 'ego2global')
@@ -118,6 +118,9 @@ class OccDataset(Dataset):
         img_size: (H, W) network input size.
         grid_voxel: model voxel size in metres (0.4 -> 200x200x16, 0.8 -> 100x100x8);
             finer label files are coarsened (see ``transforms.downsample_labels``).
+        pc_range: (x_min, y_min, z_min, x_max, y_max, z_max) metres of the grid, as every
+            model part takes it (default Occ3D's); it must be the range the label files
+            cover (the info file's ``metadata['grid']``).
         cameras: camera names, in tensor order.
         aug: ``dict(img=dict(scale, rot, flip, crop_y) or None, bev=dict(rot, flip_x, flip_y) or None)``;
             ignored in test mode.
@@ -137,7 +140,7 @@ class OccDataset(Dataset):
     """
 
     def __init__(self, info_file: str, data_root: str | None = None, img_size=(256, 704),
-                 grid_voxel: float = 0.8, cameras=CAMERA_NAMES, aug: dict | None = None,
+                 grid_voxel: float = 0.8, pc_range=OCC3D_RANGE, cameras=CAMERA_NAMES, aug: dict | None = None,
                  num_history: int = 0, history_stride: int = 1, history_mask_frames: int | None = None,
                  num_future: int = 0,
                  future_frame: str = 'current', load_neighbors: bool = False,
@@ -154,10 +157,13 @@ class OccDataset(Dataset):
         self.infos = data.infos
         self.data_root = data_root if data_root is not None else data.dataroot
         self.img_size = tuple(int(v) for v in img_size)
-        self.grid = OccGrid.from_voxel(grid_voxel)
-        extent = np.array(self.grid.pc_range[3:]) - np.array(self.grid.pc_range[:3])
-        if not np.allclose(np.array(self.grid.shape) * self.grid.voxel_size, extent, atol=1e-6):
+        self.grid = OccGrid.from_voxel(grid_voxel, pc_range)
+        if self.grid.ndim != 3 or not self.grid.tiles_range():
             raise ValueError(f'grid_voxel={grid_voxel} m does not tile the range {self.grid.pc_range}')
+        label_range = (self.metadata.get('grid') or {}).get('pc_range')
+        if label_range is not None and not np.allclose(label_range, self.grid.pc_range, atol=1e-6):
+            raise ValueError(f'{info_file}: the labels cover {tuple(label_range)} but the dataset '
+                             f'pc_range is {self.grid.pc_range}')
         self.cameras = tuple(cameras)
         self.test_mode = test_mode
         aug = aug or {}
@@ -178,7 +184,7 @@ class OccDataset(Dataset):
     @property
     def metainfo(self) -> dict:
         return {'classes': CLASS_NAMES, 'palette': OCC_COLORS.tolist(), 'grid_shape': self.grid.shape,
-                'voxel_size': self.grid.voxel_size, 'cameras': self.cameras}
+                'voxel_size': self.grid.voxel_size, 'pc_range': self.grid.pc_range, 'cameras': self.cameras}
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)

@@ -17,7 +17,7 @@ from pyquaternion import Quaternion
 
 from occ.constants import CAMERA_NAMES, CLASS_NAMES, LIDAR_NAME
 from occ.data.occ3d_io import OccFileError, occ3d_label_path
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE
 from occ.utils.io import atomic_open
 
 INFO_VERSION_ORDER = ('v1.0-trainval', 'v1.0-mini', 'v1.0-test')

@@ -23,9 +23,10 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 
 from occ.constants import FREE, IGNORE_INDEX
-from occ.grid import OccGrid
+from occ.geometry import OccGrid, gather_labels, label_pull_index
 
 
 def affine3(scale_x: float = 1.0, scale_y: float = 1.0, tx: float = 0.0, ty: float = 0.0) -> np.ndarray:
@@ -168,7 +169,7 @@ def bev_matrix(rot_deg: float = 0.0, flip_x: bool = False, flip_y: bool = False)
 
 
 def resample_labels(arrays: dict, src2dst: np.ndarray, grid: OccGrid) -> dict:
-    """Resample label grids through a rigid map of the ego frame (nearest voxel).
+    """Resample label grids through a rigid map of the ego frame (nearest voxel, ``occ.geometry``).
 
     Args:
         arrays: name -> uint8 [X, Y, Z] grids in the source frame; ``semantics``
@@ -179,30 +180,15 @@ def resample_labels(arrays: dict, src2dst: np.ndarray, grid: OccGrid) -> dict:
 
     Returns: dict of uint8 [X, Y, Z] grids in the destination frame.
     """
-    m = np.asarray(src2dst, np.float64)
-    inv = np.linalg.inv(m)
-    fills = {k: IGNORE_INDEX if 'semantics' in k else 0 for k in arrays}
-    if np.allclose(m[2], [0, 0, 1, 0]) and np.allclose(m[:2, 2], 0):
-        # z untouched (BEV flips/rotations, planar ego motion): resample (x, y) columns only.
-        axes = [grid.lower[a] + (np.arange(n) + 0.5) * grid.voxel_size for a, n in enumerate(grid.shape[:2])]
-        cx, cy = np.meshgrid(*axes, indexing='ij')
-        sx = inv[0, 0] * cx + inv[0, 1] * cy + inv[0, 3]
-        sy = inv[1, 0] * cx + inv[1, 1] * cy + inv[1, 3]
-        ix = np.floor((sx - grid.lower[0]) / grid.voxel_size).astype(np.int64)
-        iy = np.floor((sy - grid.lower[1]) / grid.voxel_size).astype(np.int64)
-        inside = (ix >= 0) & (ix < grid.shape[0]) & (iy >= 0) & (iy < grid.shape[1])
-        ix, iy = np.clip(ix, 0, grid.shape[0] - 1), np.clip(iy, 0, grid.shape[1] - 1)
-        return {k: np.where(inside[..., None], a[ix, iy], fills[k]).astype(np.uint8) for k, a in arrays.items()}
-    dst_centers = grid.centers().reshape(-1, 3).astype(np.float64)
-    src_pts = dst_centers @ inv[:3, :3].T + inv[:3, 3]
-    # Voxel centres map to voxel centres under the flips (the grid is symmetric about
-    # the ego origin in x and y), so nearest lookup is exact for them.
-    idx, inside = grid.points_to_index(src_pts)
-    idx = np.clip(idx, 0, np.array(grid.shape) - 1)
+    dst2src = np.linalg.inv(np.asarray(src2dst, np.float64))
+    # One pull index for all arrays; BEV flips / rotations and planar ego motion take the
+    # column path (x, y mapped once per column), exact for the flips' centre-to-centre maps.
+    flat, inside = label_pull_index(dst2src[None], grid)
     out = {}
     for k, a in arrays.items():
-        flat = np.where(inside, a[idx[:, 0], idx[:, 1], idx[:, 2]], fills[k]).astype(np.uint8)
-        out[k] = flat.reshape(grid.shape)
+        lab = torch.from_numpy(np.ascontiguousarray(a, np.uint8))[None]
+        fill = IGNORE_INDEX if 'semantics' in k else 0
+        out[k] = gather_labels(lab, flat, inside, fill)[0].numpy()
     return out
 
 

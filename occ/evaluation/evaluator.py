@@ -19,7 +19,7 @@ import numpy as np
 from occ.evaluation.confusion import MASKS, ConfusionAccumulator
 from occ.evaluation import region_parts  # noqa: F401  (registers the region parts)
 from occ.evaluation.parts import SEMANTIC_NAMES, MetricPart, grid_for_shape  # noqa: F401
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE
 from occ.registry import METRIC_PARTS
 from occ.utils.io import atomic_save_npz
 

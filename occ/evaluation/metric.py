@@ -18,7 +18,7 @@ from occ.data.infos import RAY_ORIGIN_KEYS, InfoFile
 from occ.evaluation.confusion import MASKS
 from occ.evaluation.evaluator import FIXED_INPUTS, OccEvaluator, grid_for_shape, save_frame_table
 from occ.evaluation.origins import origins_from_infos
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE
 from occ.registry import METRICS
 
 

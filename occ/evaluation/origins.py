@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.evaluation.sources import infos_by_scene
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 NUSCENES_LIDAR_IN_EGO = (0.9858, 0.0, 1.8402)
 MAX_ORIGINS = 8

@@ -33,7 +33,7 @@ from occ.evaluation.confusion import MASKS, confusion_matrices, iou_from_hist
 from occ.evaluation.forecast import forecast_metrics, future_hists
 from occ.evaluation.origins import default_origins
 from occ.evaluation.ray_iou import RAY_THRESHOLDS, RayCaster, RayIoUAccumulator, lidar_ray_directions
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 from occ.registry import METRIC_PARTS
 
 SEMANTIC_NAMES = CLASS_NAMES[:FREE]

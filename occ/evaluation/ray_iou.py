@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from occ.constants import FREE, NUM_CLASSES
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 RAY_THRESHOLDS = (1.0, 2.0, 4.0)   # metres
 

@@ -20,18 +20,20 @@ from .pose import is_planar, transform_points, transform_xy
 
 
 def label_pull_index(dst2src, grid: OccGrid, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Source cell of every destination cell: flat raster indices and an inside mask.
+    """Source cell of every destination cell: raster indices and an inside mask.
 
     Computed in float64. When every map is planar (keeps z, x/y independent
-    of z: BEV flips and rotations, ground-plane motion) the x/y columns are
-    mapped once and shared by all z levels.
+    of z: BEV flips and rotations, ground-plane motion) only the x/y columns
+    are mapped and the index is per column, shared by all z levels;
+    otherwise it is per voxel.
 
     Args:
         dst2src: [B, 4, 4] (torch or numpy) destination -> source coordinates.
         grid: the 3-axis grid both label grids live on.
     Returns:
-        flat long [B, X*Y*Z] raster index into the source grid (clamped into
-        it) and inside bool [B, X*Y*Z] (False: the centre left the source grid).
+        index long [B, N] raster index into the source grid's N cells (N = X*Y
+        columns or X*Y*Z voxels; clamped into the grid) and inside bool [B, N]
+        (False: the centre left the source grid). ``gather_labels`` reads with them.
     """
     if grid.ndim != 3:
         raise ValueError(f'label_pull_index needs a 3-axis grid, got {grid.pc_range}')
@@ -39,27 +41,29 @@ def label_pull_index(dst2src, grid: OccGrid, device=None) -> tuple[torch.Tensor,
     if m.dim() != 3 or m.shape[1:] != (4, 4):
         raise ValueError(f'dst2src must be [B, 4, 4], got {tuple(m.shape)}')
     b = m.shape[0]
-    nx, ny, nz = grid.shape
     if is_planar(m):
-        cx, cy = grid.bev().centers_torch(m.device, torch.float64).unbind(-1)          # [X, Y] each
+        bev = grid.bev()
+        cx, cy = bev.centers_torch(m.device, torch.float64).unbind(-1)                  # [X, Y] each
         mm = m[:, :, :, None, None]
         sx = mm[:, 0, 0] * cx + mm[:, 0, 1] * cy + mm[:, 0, 3]
         sy = mm[:, 1, 0] * cx + mm[:, 1, 1] * cy + mm[:, 1, 3]
-        idx, inside = grid.bev().points_to_index_torch(torch.stack([sx, sy], -1))       # [B, X, Y, 2]
-        idx = torch.minimum(idx.clamp(min=0), torch.tensor([nx - 1, ny - 1], device=m.device))
-        col = (idx[..., 0] * ny + idx[..., 1])[..., None] * nz + torch.arange(nz, device=m.device)
-        return col.reshape(b, -1), inside[..., None].expand(b, nx, ny, nz).reshape(b, -1)
-    centers = grid.centers_torch(m.device, torch.float64).reshape(1, -1, 3).expand(b, -1, 3)
-    idx, inside = grid.points_to_index_torch(transform_points(m, centers))              # [B, V, 3]
-    idx = torch.minimum(idx.clamp(min=0), torch.tensor(grid.shape, device=m.device) - 1)
-    return grid.flat_index(idx), inside
+        cells = bev
+        idx, inside = cells.points_to_index_torch(torch.stack([sx, sy], -1))            # [B, X, Y, 2]
+    else:
+        centers = grid.centers_torch(m.device, torch.float64).reshape(1, -1, 3).expand(b, -1, 3)
+        cells = grid
+        idx, inside = cells.points_to_index_torch(transform_points(m, centers))         # [B, V, 3]
+    idx = torch.minimum(idx.clamp(min=0), torch.tensor(cells.shape, device=m.device) - 1)
+    return cells.flat_index(idx).reshape(b, -1), inside.reshape(b, -1)
 
 
-def gather_labels(labels: torch.Tensor, flat: torch.Tensor, inside: torch.Tensor, fill: int) -> torch.Tensor:
+def gather_labels(labels: torch.Tensor, index: torch.Tensor, inside: torch.Tensor, fill: int) -> torch.Tensor:
     """Read [B, X, Y, Z] ``labels`` at ``label_pull_index``'s cells; ``fill`` outside. Same shape and dtype."""
-    b = labels.shape[0]
-    out = labels.reshape(b, -1).gather(1, flat.to(labels.device))
-    out = torch.where(inside.to(labels.device), out, torch.full_like(out, fill))
+    b, n = index.shape
+    cells = labels.reshape(b, n, -1)                       # [B, N, Z] (columns) or [B, N, 1] (voxels)
+    rows = torch.arange(b, device=labels.device)[:, None]
+    out = cells[rows, index.to(labels.device)]
+    out = torch.where(inside.to(labels.device)[..., None], out, torch.full_like(out, fill))
     return out.view(labels.shape)
 
 

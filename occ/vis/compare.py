@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.constants import CLASS_NAMES, FREE, OCC_COLORS
-from occ.grid import OCC3D_RANGE
+from occ.geometry import OCC3D_RANGE, OccGrid
 from occ.utils.io import atomic_save_figure
 from occ.vis.bev import bev_colors, bev_extent, to_picture
 
@@ -53,9 +53,7 @@ def _scatter_points(sem: np.ndarray, pc_range, max_points: int, seed: int = 0):
     idx = np.argwhere(sem < FREE)
     if len(idx) > max_points:                      # fixed seed: the same picture every run
         idx = idx[np.random.default_rng(seed).choice(len(idx), max_points, replace=False)]
-    lo = np.asarray(pc_range[:3], float)
-    vs = (np.asarray(pc_range[3:], float) - lo) / np.asarray(sem.shape, float)
-    xyz = lo + (idx + 0.5) * vs
+    xyz = OccGrid.from_shape(pc_range, sem.shape).index_to_points(idx)
     return xyz, OCC_COLORS[sem[tuple(idx.T)]] / 255.0
 
 

@@ -2,7 +2,7 @@
 #
 # Input: 6 cameras at the dataset's img_size (CPU default 64x176 or 128x352; any
 # size divisible by 32 works: LiftSplat reads it from the batch).
-# Grid: Occ3D range at 0.8 m -> 100 x 100 x 8 (occ.grid.CPU_GRID).
+# Grid: Occ3D range at 0.8 m -> 100 x 100 x 8 (occ.geometry.CPU_GRID).
 # ResNet-18 up to layer3 (random init: no weights are downloaded), FPN at
 # stride 16, 44 depth bins over 1-45 m, C = 64, a light BEV encoder (one
 # full-resolution block + one stride-2 stage, 1x1 fuse).

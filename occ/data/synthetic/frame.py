@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.constants import FREE
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 from .labels import ray_visibility, voxel_visibility, voxelize
 from .objects import CATEGORY_TO_CLASS

@@ -23,7 +23,7 @@ import numpy as np
 
 from occ.constants import LIDAR_NAME
 from occ.data.occ3d_io import occ3d_label_path, save_occ3d_labels
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 from occ.utils.io import atomic_save_json, atomic_write_bytes
 
 from .frame import render_frame

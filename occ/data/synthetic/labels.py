@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.constants import FREE
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 from .primitives import BOX, CYLINDER, Primitives, contains
 

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 
 from occ.constants import FREE, OCC_COLORS
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 from .frame import render_frame
 from .world import build_world

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from occ.constants import CLASS_NAMES, FREE
-from occ.grid import OccGrid
+from occ.geometry import OccGrid
 
 from .frame import make_labels
 from .generate import DEFAULT_IMAGE_SIZE

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from occ.grid import OCC3D_RANGE, OccGrid
+from occ.geometry import OCC3D_RANGE, OccGrid
 from occ.ops.bev_pool import BEVPoolPlanCache, bev_pool, build_bev_pool_plan
 from occ.registry import MODELS
 
@@ -49,7 +49,7 @@ class LiftSplat(nn.Module):
         out_channels: C, BEV feature channels.
         depth_bins: (d_min, d_max, step) metres; D = (d_max - d_min) / step.
         downsample: stride of the image feature map (checked against the input).
-        pc_range, voxel_size: the BEV grid (occ.grid.OccGrid); height is collapsed.
+        pc_range, voxel_size: the BEV grid (occ.geometry.OccGrid); height is collapsed.
         mid_channels: hidden channels of the depth net.
         in_index: which neck output to use.
         pool_method: 'spmm' or 'index_add' (see occ.ops.bev_pool).
