@@ -13,7 +13,7 @@ def test_cooperative_world(tmp_path):
     root = str(tmp_path)
     s = generate(root, scenes=1, frames=3, seed=11, agents=2, voxel=0.8, image_size=(48, 80), workers=1,
                  progress=False)
-    assert s['scenes'] == ['synth-0000-agent0', 'synth-0000-agent1']
+    assert s['scenes'] == ['scene-0001', 'scene-0002']          # official train names, one per vehicle
     from nuscenes.nuscenes import NuScenes
     nusc = NuScenes(version='v1.0-trainval', dataroot=root, verbose=False)
     coop = json.load(open(os.path.join(root, 'cooperative.json')))
@@ -21,7 +21,8 @@ def test_cooperative_world(tmp_path):
     for tok, entry in coop['samples'].items():
         sample = nusc.get('sample', tok)
         scene = nusc.get('scene', sample['scene_token'])
-        assert scene['name'] == entry['scene'] and scene['name'].endswith(f'agent{entry["agent_id"]}')
+        assert scene['name'] == entry['scene'] == s['scenes'][entry['agent_id']]
+        assert nusc.get('log', scene['log_token'])['vehicle'] == f'synth-vehicle-{entry["agent_id"]}'
         (nb,) = entry['neighbors']
         other = nusc.get('sample', nb['token'])
         assert other['timestamp'] == sample['timestamp'] and nb['agent_id'] != entry['agent_id']
@@ -43,7 +44,7 @@ def test_cooperative_world(tmp_path):
     assert splits['train'] == s['scenes'] and splits['val'] == []
     assert coop['worlds'] == [s['scenes']]
     tok1 = next(t for t, e in coop['samples'].items() if e['agent_id'] == 1)
-    assert os.path.isfile(os.path.join(root, 'gts', 'synth-0000-agent1', tok1, 'labels.npz'))
+    assert os.path.isfile(os.path.join(root, 'gts', s['scenes'][1], tok1, 'labels.npz'))
 
 
 def test_world_has_every_class_and_plausible_sizes():

@@ -12,6 +12,7 @@ from pyquaternion import Quaternion
 from occ.constants import CAMERA_NAMES, FREE, LIDAR_NAME
 from occ.data.occ3d_io import load_occ3d_labels
 from occ.data.synthetic import depth_path, generate, semantics2d_path
+from occ.data.synthetic.radar import RADAR_NAMES
 from occ.geometry import OccGrid
 
 VOXEL = 0.8
@@ -45,19 +46,20 @@ def test_devkit_loads_with_reported_counts(world):
     for table, n in summary['tables'].items():
         assert len(getattr(nusc, table)) == n, table
     assert summary['tables']['scene'] == 2 and summary['tables']['sample'] == 6
-    assert summary['tables']['sample_data'] == 6 * 7
+    # 6 keyframes x (6 cameras + LiDAR + 5 radars) + 9 LiDAR sweeps in each of the 2 x 2 keyframe gaps
+    assert summary['tables']['sample_data'] == 6 * 12 + 2 * 2 * 9
     assert summary['tables']['sample_annotation'] > 20
     for scene in nusc.scene:
         tok, seen = scene['first_sample_token'], 0
         while tok:
             s = nusc.get('sample', tok)
-            assert set(s['data']) == set(CAMERA_NAMES) | {LIDAR_NAME}
+            assert set(s['data']) == set(CAMERA_NAMES) | {LIDAR_NAME} | set(RADAR_NAMES)
             for sd in s['data'].values():
                 assert os.path.isfile(os.path.join(root, nusc.get('sample_data', sd)['filename']))
             tok, seen = s['next'], seen + 1
         assert seen == scene['nbr_samples'] == 3
     splits = json.load(open(os.path.join(root, 'splits.json')))
-    assert splits == {'train': ['synth-0000'], 'val': ['synth-0001']}
+    assert splits == {'train': ['scene-0001'], 'val': ['scene-0003']}     # the first official train / val names
     # annotation chains: prev/next link the same instance in time order
     for inst in nusc.instance:
         tok, n, last_t = inst['first_annotation_token'], 0, -1

@@ -16,12 +16,13 @@ generation (traffic depends on the scene length)::
 See data/README.md for the file layout and conventions.
 """
 from .frame import annotations, make_labels, render_frame
-from .generate import DEFAULT_IMAGE_SIZE, cooperative_index, depth_path, generate, semantics2d_path, timestamp
-from .nuscenes_db import scene_name
+from .generate import (DEFAULT_IMAGE_SIZE, MARKER, cooperative_index, depth_path, generate, prepare_output_root,
+                       semantics2d_path, timestamp)
+from .nuscenes_db import scene_names
 from .preview import render_preview
 from .sensors import SKY, camera_rig, lidar2ego, lidar_scan, render_camera
 from .world import World, build_world
 
 __all__ = ['generate', 'build_world', 'World', 'render_frame', 'make_labels', 'annotations', 'render_camera',
-           'lidar_scan', 'camera_rig', 'lidar2ego', 'depth_path', 'semantics2d_path', 'scene_name', 'timestamp',
-           'cooperative_index', 'render_preview', 'SKY', 'DEFAULT_IMAGE_SIZE']
+           'lidar_scan', 'camera_rig', 'lidar2ego', 'depth_path', 'semantics2d_path', 'scene_names', 'timestamp',
+           'cooperative_index', 'render_preview', 'prepare_output_root', 'MARKER', 'SKY', 'DEFAULT_IMAGE_SIZE']

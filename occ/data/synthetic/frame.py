@@ -10,13 +10,18 @@ import numpy as np
 from occ.constants import FREE
 from occ.geometry import OccGrid
 
+from .box_counts import count_points_in_boxes
 from .labels import ray_visibility, voxel_visibility, voxelize
+from .nuscenes_db import quat, yaw_quat
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
+from .radar import RADAR_NAMES, radar2ego, radar_scan
 from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera
+from .traffic import KEYFRAME_DT
 from .world import SEEN_RES, World
 
 ANNOTATION_RADIUS = 60.0     # objects whose centre is this close (x-y) to the ego are annotated
+SWEEP_COLUMN_STRIDE = 2      # LiDAR sweeps between keyframes cast every 2nd column (cheap: ~17k points)
 # Visibility rays: about one ray per voxel at 40 m (0.4 m voxels: every 2nd pixel of a 256-wide
 # image is ~0.6 deg); coarser grids need proportionally fewer rays.
 def _ray_strides(grid: OccGrid, image_size):
@@ -24,6 +29,8 @@ def _ray_strides(grid: OccGrid, image_size):
     return max(1, int(round(2 * k * image_size[1] / 256))), 2 * k
 
 
+# Random streams of one keyframe: cameras 0-5, LiDAR 10, radars 20-24, LiDAR sweep j 100 + j,
+# camera k of camera sweep j 200 + 10 j + k.
 def frame_rng(world: World, f: int, agent: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([world.seed, world.index, 1000 + f, agent, stream])
 
@@ -114,31 +121,75 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
 
 
-def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid) -> dict:
+def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid, radar: bool = True) -> dict:
     """All sensor data of one agent at one keyframe.
 
-    Returns dict: ``ego2global`` [4,4]; ``cams`` list (CAMERA_NAMES order) of
-    dicts from ``render_camera`` plus ``intrinsics``, ``cam2ego``; ``lidar`` from
-    ``lidar_scan``; ``labels`` from ``make_labels``; ``boxes`` list of annotation dicts.
+    Returns dict: ``ego2global`` [4,4]; ``cams`` list (CAMERA_NAMES order) of dicts from
+    ``render_camera`` plus ``intrinsics``, ``cam2ego`` (the agent's tilted rig); ``lidar`` from
+    ``lidar_scan``; ``radar`` channel -> PCD_DTYPE returns (empty dict without ``radar``);
+    ``labels`` from ``make_labels``; ``boxes`` list of annotation dicts whose ``num_lidar_pts`` /
+    ``num_radar_pts`` count the stored points inside each box the devkit's way.
     """
     e2g = world.ego2global(f, agent)
     prims = world.prims_at(f, exclude=[world.agents[agent]])
     cams = []
-    for k, cam in enumerate(camera_rig(image_size)):
+    for k, cam in enumerate(camera_rig(image_size, world.camera_tilt(agent))):
         r = render_camera(prims, world.town, e2g @ cam['cam2ego'], cam['intrinsics'], cam['height'], cam['width'],
                           frame_rng(world, f, agent, k))
         r.update(cam)
         cams.append(r)
     lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
     labels = make_labels(world, f, agent, grid, image_size, prims, lidar)
-    return {'ego2global': e2g, 'cams': cams, 'lidar': lidar, 'labels': labels,
-            'boxes': annotations(world, f, agent, lidar['instance'])}
+    returns = radar_returns(world, f * KEYFRAME_DT, agent, prims, [frame_rng(world, f, agent, 20 + i)
+                                                                  for i in range(len(RADAR_NAMES))]) if radar else {}
+    boxes = annotations(world, f, agent)
+    pose_rec = pose_record(e2g)
+    for key, clouds in (('num_lidar_pts', {'LIDAR_TOP': (lidar['points'], lidar2ego())}),
+                        ('num_radar_pts', {n: (np.stack([returns[n]['x'], returns[n]['y'], returns[n]['z']], 1),
+                                               radar2ego(n)) for n in returns})):
+        total = np.zeros(len(boxes), np.int64)
+        for pts, s2e in clouds.values():
+            total += count_points_in_boxes(pts, boxes, pose_record(s2e), pose_rec)
+        for b, n in zip(boxes, total):
+            b[key] = int(n)
+    return {'ego2global': e2g, 'cams': cams, 'lidar': lidar, 'radar': returns, 'labels': labels, 'boxes': boxes}
 
 
-def annotations(world: World, f: int, agent: int, lidar_instance: np.ndarray) -> list:
-    """Annotation boxes (global frame) of objects near the agent at keyframe ``f``."""
+def radar_returns(world: World, t: float, agent: int, prims: Primitives, rngs) -> dict:
+    """Radar channel -> returns (PCD_DTYPE, sensor frame) of agent ``agent`` at time ``t`` seconds."""
+    e2g = world.ego2global_at(t, agent)
+    vel = world.velocities_at(t)
+    ego_vel = vel[world.agents[agent]]        # the vehicle's turning is neglected in the sensor velocity
+    return {name: radar_scan(prims, e2g @ radar2ego(name), vel, ego_vel, rng) for name, rng in zip(RADAR_NAMES, rngs)}
+
+
+def lidar_sweep(world: World, t: float, agent: int, rng: np.random.Generator,
+                column_stride: int = SWEEP_COLUMN_STRIDE) -> dict:
+    """A LiDAR sweep at time ``t`` seconds (between keyframes): ``ego2global`` and ``points`` (the
+    keyframe format; every ``column_stride``-th column of the 1084, all 32 rings)."""
+    e2g = world.ego2global_at(t, agent)
+    prims = world.prims_at_time(t, exclude=[world.agents[agent]])
+    return {'ego2global': e2g, 'points': lidar_scan(prims, world.town, e2g @ lidar2ego(), rng, column_stride)['points']}
+
+
+def camera_sweep(world: World, t: float, agent: int, image_size, rngs) -> dict:
+    """The 6 camera images (uint8 RGB, CAMERA_NAMES order) at time ``t`` seconds, with ``ego2global``."""
+    e2g = world.ego2global_at(t, agent)
+    prims = world.prims_at_time(t, exclude=[world.agents[agent]])
+    rgb = [render_camera(prims, world.town, e2g @ cam['cam2ego'], cam['intrinsics'], cam['height'], cam['width'],
+                         rng)['rgb'] for cam, rng in zip(camera_rig(image_size, world.camera_tilt(agent)), rngs)]
+    return {'ego2global': e2g, 'rgb': rgb}
+
+
+def pose_record(m: np.ndarray) -> dict:
+    """nuScenes ``translation`` / ``rotation`` of a rigid transform [4, 4] (as the tables store it)."""
+    return {'translation': [float(v) for v in m[:3, 3]], 'rotation': quat(m[:3, :3])}
+
+
+def annotations(world: World, f: int, agent: int) -> list:
+    """Annotation boxes (global frame) of objects near the agent at keyframe ``f``, with the
+    sample_annotation fields ``translation``, ``size`` (w, l, h) and ``rotation``."""
     ex, ey, _ = world.ego_pose(f, agent)
-    counts = np.bincount(lidar_instance[lidar_instance >= 0], minlength=len(world.objects))
     out = []
     for n, obj in enumerate(world.objects):
         if n == world.agents[agent]:
@@ -148,8 +199,8 @@ def annotations(world: World, f: int, agent: int, lidar_instance: np.ndarray) ->
             continue
         l, w, h = obj.size
         out.append({'object': n, 'category': obj.category, 'cls': CATEGORY_TO_CLASS[obj.category],
-                    'center': (float(x), float(y), h / 2), 'size_wlh': (w, l, h), 'yaw': float(yaw),
-                    'num_lidar_pts': int(counts[n]), 'attribute': _attribute(world, f, n)})
+                    'translation': [float(x), float(y), float(h / 2)], 'size': [float(w), float(l), float(h)],
+                    'rotation': yaw_quat(yaw), 'yaw': float(yaw), 'attribute': _attribute(world, f, n)})
     return out
 
 

@@ -2,18 +2,24 @@
 
 Tokens are md5 hex digests of what the record is (seed, world, agent, frame,
 channel, object), so the same generation always yields the same tokens and
-files, whichever worker rendered what.
+files, whichever worker rendered what. As in nuScenes, every ``ego_pose`` has
+the token of its ``sample_data``, and scene names are ``scene-NNNN``, taken
+from the devkit's official train / val lists (see ``scene_names``).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
+import tempfile
 
 import numpy as np
 from pyquaternion import Quaternion
 
 from occ.constants import CAMERA_NAMES, LIDAR_NAME
 from occ.utils.io import atomic_save_json
+
+from .radar import RADAR_NAMES
 
 CATEGORIES = (
     'human.pedestrian.adult', 'human.pedestrian.child', 'human.pedestrian.wheelchair',
@@ -29,15 +35,54 @@ ATTRIBUTES = ('vehicle.moving', 'vehicle.stopped', 'vehicle.parked', 'cycle.with
 VISIBILITY = (('1', 'v0-40'), ('2', 'v40-60'), ('3', 'v60-80'), ('4', 'v80-100'))
 TABLES = ('category', 'attribute', 'visibility', 'instance', 'sensor', 'calibrated_sensor', 'ego_pose', 'log',
           'scene', 'sample', 'sample_data', 'sample_annotation', 'map')
+CHANNELS = tuple(CAMERA_NAMES) + (LIDAR_NAME,) + RADAR_NAMES
 
 
 def token(*parts) -> str:
     return hashlib.md5('|'.join(str(p) for p in parts).encode()).hexdigest()
 
 
-def scene_name(world: int, agent: int, agents: int) -> str:
-    """``synth-0003`` for single-vehicle worlds, ``synth-0003-agent1`` for connected vehicles."""
-    return f'synth-{world:04d}' if agents == 1 else f'synth-{world:04d}-agent{agent}'
+def modality(channel: str) -> str:
+    return 'lidar' if channel == LIDAR_NAME else 'radar' if channel.startswith('RADAR') else 'camera'
+
+
+@functools.lru_cache(maxsize=None)
+def can_bus_blacklist() -> frozenset:
+    """Scene numbers the devkit's ``NuScenesCanBus`` rejects (no CAN data) or warns about (route
+    misaligned), read from the devkit itself (it only builds them for an existing ``can_bus`` folder)."""
+    from nuscenes.can_bus.can_bus_api import NuScenesCanBus
+    with tempfile.TemporaryDirectory() as d:
+        os.mkdir(os.path.join(d, 'can_bus'))
+        api = NuScenesCanBus(dataroot=d)
+    return frozenset(api.can_blacklist) | frozenset(api.route_blacklist)
+
+
+def official_scene_pool(split: str) -> list:
+    """The devkit's official ``train`` or ``val`` scene names, in order, minus the CAN bus blacklists."""
+    from nuscenes.utils import splits
+    bad = can_bus_blacklist()
+    return [n for n in getattr(splits, split) if int(n[-4:]) not in bad]
+
+
+def scene_names(scenes: int, agents: int, val_worlds) -> dict:
+    """(world, agent) -> nuScenes scene name.
+
+    Scenes of train worlds take the official train names in order, scenes of val worlds the
+    official val names, so tools that split by ``nuscenes.utils.splits`` (mmdetection3d, BEVDet,
+    the Occ3D converter) put each scene where ``splits.json`` does.
+    """
+    val_worlds = set(val_worlds)
+    out, used = {}, {'train': 0, 'val': 0}
+    pools = {s: official_scene_pool(s) for s in used}
+    for w in range(scenes):
+        split = 'val' if w in val_worlds else 'train'
+        for k in range(agents):
+            if used[split] >= len(pools[split]):
+                raise ValueError(f'{split} needs more than the {len(pools[split])} official nuScenes {split} scene '
+                                 f'names (CAN bus blacklists left out); use fewer scenes or agents')
+            out[(w, k)] = pools[split][used[split]]
+            used[split] += 1
+    return out
 
 
 def quat(m: np.ndarray) -> list:
@@ -55,13 +100,16 @@ def visibility_token(num_lidar_pts: int) -> str:
     return '1' if num_lidar_pts == 0 else '2' if num_lidar_pts < 5 else '3' if num_lidar_pts < 20 else '4'
 
 
-def build_tables(records: list, seed: int, agents: int, calib: dict, map_files: dict) -> dict:
+def build_tables(records: list, seed: int, names: dict, calib: dict, map_files: dict) -> dict:
     """All 13 tables.
 
     Args:
-        records: per (world, agent, frame) dicts from the generator with keys world, agent,
-            frame, timestamp, ego2global, files (channel -> relative path), image_hw, boxes.
-        calib: channel -> (sensor2ego [4,4], intrinsics [3,3] or None).
+        records: per (world, agent, keyframe) dicts from the generator with keys world, agent,
+            frame, timestamp, ego2global, files (channel -> relative path), image_hw, boxes
+            (with num_lidar_pts / num_radar_pts) and sweeps (list of dicts channel, timestamp,
+            file, ego2global: the non-key sample_data after this keyframe).
+        names: (world, agent) -> scene name.
+        calib: (world, agent) -> channel -> (sensor2ego [4,4], intrinsics [3,3] or None).
         map_files: world -> relative map PNG path.
     """
     t = {name: [] for name in TABLES}
@@ -70,25 +118,24 @@ def build_tables(records: list, seed: int, agents: int, calib: dict, map_files: 
     t['attribute'] = [{'token': token('attribute', a), 'name': a, 'description': a} for a in ATTRIBUTES]
     t['visibility'] = [{'token': k, 'level': lv, 'description': f'visibility of whole object is {lv}'}
                        for k, lv in VISIBILITY]
-    channels = list(CAMERA_NAMES) + [LIDAR_NAME]
-    t['sensor'] = [{'token': token('sensor', ch), 'channel': ch,
-                    'modality': 'lidar' if ch == LIDAR_NAME else 'camera'} for ch in channels]
+    channels = [ch for ch in CHANNELS if any(ch in r['files'] for r in records)]
+    t['sensor'] = [{'token': token('sensor', ch), 'channel': ch, 'modality': modality(ch)} for ch in channels]
     records = sorted(records, key=lambda r: (r['world'], r['agent'], r['frame']))
     by_scene: dict = {}
     for r in records:
         by_scene.setdefault((r['world'], r['agent']), []).append(r)
-    worlds = sorted({w for w, _ in by_scene})
-    for w in worlds:
+    agents = 1 + max(k for _, k in by_scene)
+    for w in sorted({w for w, _ in by_scene}):
         logs = [token(seed, 'log', w, k) for k in range(agents) if (w, k) in by_scene]
         t['map'].append({'token': token(seed, 'map', w), 'log_tokens': logs, 'category': 'semantic_prior',
                          'filename': map_files[w]})
     for (w, k), recs in by_scene.items():
-        name = scene_name(w, k, agents)
+        name = names[(w, k)]
         log_tok, scene_tok = token(seed, 'log', w, k), token(seed, 'scene', w, k)
         t['log'].append({'token': log_tok, 'logfile': name, 'vehicle': f'synth-vehicle-{k}',
                          'date_captured': '2024-01-01', 'location': f'synth-town-{seed}-{w}'})
         for ch in channels:
-            s2e, k3 = calib[ch]
+            s2e, k3 = calib[(w, k)][ch]
             t['calibrated_sensor'].append({
                 'token': token(seed, 'calib', w, k, ch), 'sensor_token': token('sensor', ch),
                 'translation': [float(v) for v in s2e[:3, 3]], 'rotation': quat(s2e[:3, :3]),
@@ -97,24 +144,34 @@ def build_tables(records: list, seed: int, agents: int, calib: dict, map_files: 
         t['scene'].append({'token': scene_tok, 'log_token': log_tok, 'nbr_samples': len(recs),
                            'first_sample_token': stoks[0], 'last_sample_token': stoks[-1], 'name': name,
                            'description': f'synthetic town {w} (seed {seed}), connected vehicle {k}'})
+        # sample_data of each channel in time order: keyframes and the sweeps between them.
+        per_channel = {ch: [] for ch in channels}
         for i, r in enumerate(recs):
             t['sample'].append({'token': stoks[i], 'timestamp': r['timestamp'], 'scene_token': scene_tok,
                                 'prev': stoks[i - 1] if i else '', 'next': stoks[i + 1] if i + 1 < len(recs) else ''})
-            e2g = r['ego2global']
             for ch in channels:
-                sd = token(seed, 'sd', w, k, r['frame'], ch)
-                ep = token(seed, 'ego', w, k, r['frame'], ch)
-                t['ego_pose'].append({'token': ep, 'timestamp': r['timestamp'],
-                                      'rotation': quat(e2g[:3, :3]), 'translation': [float(v) for v in e2g[:3, 3]]})
-                cam = ch != LIDAR_NAME
+                per_channel[ch].append((r['timestamp'], True, stoks[i], token(seed, 'sd', w, k, r['frame'], ch),
+                                        r['files'][ch], r['ego2global']))
+            for sw in r['sweeps']:
+                # A sweep belongs to the nearest keyframe in time (the earlier one on a tie), as in nuScenes.
+                later = i + 1 < len(recs) and recs[i + 1]['timestamp'] - sw['timestamp'] < \
+                    sw['timestamp'] - r['timestamp']
+                per_channel[sw['channel']].append((sw['timestamp'], False, stoks[i + 1] if later else stoks[i],
+                                                   token(seed, 'sd', w, k, r['frame'], sw['channel'], 'sweep',
+                                                         sw['timestamp']), sw['file'], sw['ego2global']))
+        h, wd = recs[0]['image_hw']
+        for ch, rows in per_channel.items():
+            rows.sort(key=lambda e: e[0])
+            cam = modality(ch) == 'camera'
+            for j, (ts, key, stok, sd, fname, e2g) in enumerate(rows):
+                t['ego_pose'].append({'token': sd, 'timestamp': ts, 'rotation': quat(e2g[:3, :3]),
+                                      'translation': [float(v) for v in e2g[:3, 3]]})
                 t['sample_data'].append({
-                    'token': sd, 'sample_token': stoks[i], 'ego_pose_token': ep,
-                    'calibrated_sensor_token': token(seed, 'calib', w, k, ch), 'timestamp': r['timestamp'],
-                    'fileformat': 'jpg' if cam else 'pcd', 'is_key_frame': True,
-                    'height': r['image_hw'][0] if cam else 0, 'width': r['image_hw'][1] if cam else 0,
-                    'filename': r['files'][ch],
-                    'prev': token(seed, 'sd', w, k, recs[i - 1]['frame'], ch) if i else '',
-                    'next': token(seed, 'sd', w, k, recs[i + 1]['frame'], ch) if i + 1 < len(recs) else ''})
+                    'token': sd, 'sample_token': stok, 'ego_pose_token': sd,
+                    'calibrated_sensor_token': token(seed, 'calib', w, k, ch), 'timestamp': ts,
+                    'fileformat': 'jpg' if cam else 'pcd', 'is_key_frame': key,
+                    'height': h if cam else 0, 'width': wd if cam else 0, 'filename': fname,
+                    'prev': rows[j - 1][3] if j else '', 'next': rows[j + 1][3] if j + 1 < len(rows) else ''})
         # Annotations, chained per object through the samples where it is annotated.
         per_obj: dict = {}
         for i, r in enumerate(recs):
@@ -132,10 +189,9 @@ def build_tables(records: list, seed: int, agents: int, calib: dict, map_files: 
                     'token': atoks[j], 'sample_token': stoks[i], 'instance_token': inst,
                     'visibility_token': visibility_token(b['num_lidar_pts']),
                     'attribute_tokens': [token('attribute', b['attribute'])] if b['attribute'] else [],
-                    'translation': [float(v) for v in b['center']], 'size': [float(v) for v in b['size_wlh']],
-                    'rotation': yaw_quat(b['yaw']), 'prev': atoks[j - 1] if j else '',
-                    'next': atoks[j + 1] if j + 1 < len(items) else '',
-                    'num_lidar_pts': b['num_lidar_pts'], 'num_radar_pts': 0})
+                    'translation': list(b['translation']), 'size': list(b['size']), 'rotation': list(b['rotation']),
+                    'prev': atoks[j - 1] if j else '', 'next': atoks[j + 1] if j + 1 < len(items) else '',
+                    'num_lidar_pts': int(b['num_lidar_pts']), 'num_radar_pts': int(b.get('num_radar_pts', 0))})
     return t
 
 

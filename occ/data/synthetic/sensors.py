@@ -7,6 +7,8 @@ nuScenes: 1.84 m up, its x axis pointing to the ego's right.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from occ.constants import CAMERA_NAMES
@@ -48,8 +50,13 @@ def rot_z(yaw: float) -> np.ndarray:
     return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
 
 
-def camera_rig(image_size) -> list:
-    """Per camera (CAMERA_NAMES order): dict name, intrinsics [3,3], cam2ego [4,4], height, width."""
+def camera_rig(image_size, tilt=None) -> list:
+    """Per camera (CAMERA_NAMES order): dict name, intrinsics [3,3], cam2ego [4,4], height, width.
+
+    ``tilt``: optional (pitch, roll) [6, 2] in radians per camera (``World.camera_tilt``): rotations
+    about the camera's x axis (positive turns the optical axis up) and its optical axis, applied
+    after the nominal mounting. None = the nominal level rig (labels use it, see make_labels).
+    """
     h, w = image_size
     sx, sy = w / NATIVE_W, h / NATIVE_H
     out = []
@@ -58,9 +65,17 @@ def camera_rig(image_size) -> list:
         k = np.array([[fx * sx, 0, NATIVE_W / 2 * sx], [0, fx * sy, NATIVE_H / 2 * sy], [0, 0, 1]])
         m = np.eye(4)
         m[:3, :3] = rot_z(np.deg2rad(yaw)) @ _CAM_BASE
+        if tilt is not None:
+            pitch, roll = tilt[len(out)]
+            m[:3, :3] = m[:3, :3] @ _rot_x(pitch) @ rot_z(roll)
         m[:3, 3] = t
         out.append({'name': name, 'intrinsics': k, 'cam2ego': m, 'height': h, 'width': w})
     return out
+
+
+def _rot_x(a: float) -> np.ndarray:
+    c, s = np.cos(a), np.sin(a)
+    return np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]])
 
 
 def lidar2ego() -> np.ndarray:
@@ -77,13 +92,28 @@ def pixel_rays(intrinsics: np.ndarray, h: int, w: int, stride: int = 1) -> np.nd
     return d / np.linalg.norm(d, axis=1, keepdims=True)
 
 
+@functools.lru_cache(maxsize=4)
 def lidar_rays(column_stride: int = 1):
-    """Unit directions [32 * C, 3] in the LiDAR frame (row = beam, lowest first) and ring ids."""
+    """Unit directions [32 * C, 3] in the LiDAR frame (row = beam, lowest first) and ring ids.
+
+    Cached (every sweep uses the same rays); the arrays are read-only.
+    """
     az = np.linspace(-np.pi, np.pi, LIDAR_COLUMNS, endpoint=False)[::column_stride]
     el, a = np.meshgrid(LIDAR_BEAMS, az, indexing='ij')
     d = np.stack([np.cos(el) * np.cos(a), np.cos(el) * np.sin(a), np.sin(el)], -1).reshape(-1, 3)
     ring = np.repeat(np.arange(len(LIDAR_BEAMS)), len(az))
+    d.setflags(write=False)
+    ring.setflags(write=False)
     return d, ring
+
+
+@functools.lru_cache(maxsize=4)
+def _lidar_tiles(column_stride: int = 1) -> np.ndarray:
+    # Tiles of 4 beams x ~6 degrees of azimuth (16 columns at full resolution).
+    cols = len(range(0, LIDAR_COLUMNS, column_stride))
+    tiles = grid_tiles(len(LIDAR_BEAMS), cols, 4, max(4, 16 // column_stride))
+    tiles.setflags(write=False)
+    return tiles
 
 
 def _near(prims: Primitives, origin, radius) -> Primitives:
@@ -130,8 +160,8 @@ def _hit_classes(hits, prims, town):
 
 
 def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
-               rng: np.random.Generator | None = None) -> dict:
-    """Ray-cast one LiDAR sweep.
+               rng: np.random.Generator | None = None, column_stride: int = 1) -> dict:
+    """Ray-cast one LiDAR sweep (``column_stride`` > 1: every n-th column only, a cheaper sweep).
 
     Returns dict ``points`` float32 [P, 5] (x, y, z, intensity 0..255, ring) in the
     LiDAR frame, ``instance`` int32 [P] (object index, -1 = scenery/ground) and
@@ -139,9 +169,9 @@ def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
     """
     origin = lidar2global[:3, 3]
     near = _near(prims, origin, LIDAR_RANGE + 10)
-    d_l, ring = lidar_rays()
+    d_l, ring = lidar_rays(column_stride)
     dirs = d_l @ lidar2global[:3, :3].T
-    hits = cast(near, origin, dirs, grid_tiles(len(LIDAR_BEAMS), LIDAR_COLUMNS, 4, 16), LIDAR_RANGE)
+    hits = cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE)
     ok = np.isfinite(hits['t'])
     if rng is not None:
         ok &= rng.random(len(ok)) > 0.03                       # dropped returns

@@ -136,15 +136,19 @@ def obb_overlap(c1, h1, y1, c2, h2, y2):
     return ~sep
 
 
-def simulate_vehicles(routes, s0, v_des, lengths, widths, frames: int, obstacles=None):
+def simulate_vehicles(routes, s0, v_des, lengths, widths, frames: int, obstacles=None, history: bool = False):
     """Drive vehicles along their routes with car-following; return keyframe states.
 
     Args:
         routes: list of Route (N); s0 [N] start arc lengths; v_des [N] desired speeds (m/s);
         lengths, widths [N] box sizes; obstacles: optional (centres [M,2], half [M,2], yaw [M])
         static boxes that block lanes (e.g. parked vehicles that stick out).
+        history: also return the simulation state of every step.
     Returns:
-        pos [F, N, 2], yaw [F, N], speed [F, N] at keyframes 0..F-1.
+        pos [F, N, 2], yaw [F, N], speed [F, N] at keyframes 0..F-1; with ``history`` also
+        arc length s [S, N] at the start of each SIM_DT step (S = F * KEYFRAME_DT / SIM_DT) and the
+        speed v [S, N] driven during it: at time t in step k the vehicle is at
+        ``s[k] + v[k] * (t - k * SIM_DT)`` along its route (see ``route_state``).
     """
     n = len(routes)
     s = np.asarray(s0, np.float64).copy()
@@ -152,7 +156,9 @@ def simulate_vehicles(routes, s0, v_des, lengths, widths, frames: int, obstacles
     half = np.stack([np.asarray(lengths) / 2, np.asarray(widths) / 2], 1)
     sub = int(round(KEYFRAME_DT / SIM_DT))
     out_p, out_y, out_v = np.zeros((frames, n, 2)), np.zeros((frames, n)), np.zeros((frames, n))
+    s_hist, v_hist = np.zeros((frames * sub, n)), np.zeros((frames * sub, n))
     for step in range(frames * sub):
+        s_hist[step] = s
         poses = [r.pose(si) for r, si in zip(routes, s)]
         p = np.array([q[0] for q in poses])
         y = np.array([q[1] for q in poses])
@@ -174,8 +180,18 @@ def simulate_vehicles(routes, s0, v_des, lengths, widths, frames: int, obstacles
                                 obstacles[1][None], obstacles[2][None]).any(1)
         stop |= s >= np.array([r.length for r in routes]) - 1
         v = np.where(stop, 0.0, np.minimum(v_des, v + 2.0 * SIM_DT))
+        v_hist[step] = v
         s = s + v * SIM_DT
+    if history:
+        return out_p, out_y, out_v, s_hist, v_hist
     return out_p, out_y, out_v
+
+
+def route_state(s_hist: np.ndarray, v_hist: np.ndarray, t: float):
+    """Arc length [N] and speed [N] of simulated vehicles at time ``t`` seconds (any time, not only
+    keyframes): the simulation moves each vehicle at constant speed within a SIM_DT step."""
+    k = int(np.clip(np.floor(t / SIM_DT + 1e-9), 0, len(s_hist) - 1))
+    return s_hist[k] + v_hist[k] * (t - k * SIM_DT), v_hist[k]
 
 
 def simulate_pedestrians(walkways, choice, phase, speed, lateral, frames: int):
@@ -185,12 +201,18 @@ def simulate_pedestrians(walkways, choice, phase, speed, lateral, frames: int):
     position in metres along the walkway; speed [N] m/s (0 = standing);
     lateral [N] sideways offset. Returns pos [F, N, 2], yaw [F, N], speed [F, N].
     """
+    pos, yaw, _ = pedestrian_state(walkways, choice, phase, speed, lateral, np.arange(frames)[:, None] * KEYFRAME_DT)
+    return pos, yaw, np.broadcast_to(speed[None], (frames, len(speed))).copy()
+
+
+def pedestrian_state(walkways, choice, phase, speed, lateral, t):
+    """Pedestrians of ``simulate_pedestrians`` at times ``t`` [T, 1] seconds: pos [T, N, 2],
+    yaw [T, N] and velocity [T, N, 2] (global frame)."""
     w = np.asarray(walkways, np.float64)[choice]
     a, b = w[:, :2], w[:, 2:]
     length = np.linalg.norm(b - a, axis=1)
     u = (b - a) / length[:, None]
     nrm = np.stack([-u[:, 1], u[:, 0]], 1)
-    t = np.arange(frames)[:, None] * KEYFRAME_DT
     d = phase[None] + speed[None] * t                         # distance walked
     period = 2 * length[None]
     m = np.mod(d, period)
@@ -199,4 +221,5 @@ def simulate_pedestrians(walkways, choice, phase, speed, lateral, frames: int):
     pos = a[None] + u[None] * along[..., None] + nrm[None] * lateral[None, :, None]
     base = np.arctan2(u[:, 1], u[:, 0])[None]
     yaw = np.where(forward, base, base + np.pi)
-    return pos, yaw, np.broadcast_to(speed[None], (frames, len(speed))).copy()
+    vel = np.where(forward[..., None], 1.0, -1.0) * u[None] * speed[None, :, None]
+    return pos, yaw, vel

@@ -13,13 +13,15 @@ import numpy as np
 from .objects import ObjectTemplate, make_object
 from .primitives import Primitives
 from .town import Town, build_town
-from .traffic import obb_overlap, random_route, simulate_pedestrians, simulate_vehicles
+from .traffic import (KEYFRAME_DT, obb_overlap, pedestrian_state, random_route, route_state, simulate_pedestrians,
+                      simulate_vehicles)
 
 SEEN_RES = 0.4                       # metres per cell of the observed-ground raster
 SEEN_RANGE = 40.0                    # metres: ground farther than this from every keyframe is unobserved
 EGO_SIZE = (4.2, 1.8, 1.6)           # l, w, h of every connected (sensor) vehicle
 EGO_REAR_AXLE = 0.9                  # metres from the rear bumper to the rear axle (ego frame origin)
 TOWN_SIZE = 300.0
+CAMERA_TILT_DEG = 0.6                # per-camera pitch and roll are uniform in +-this (real rigs are not level)
 
 
 @dataclass
@@ -38,14 +40,65 @@ class World:
     motion: list
     agents: list
     parts: Primitives         # all object parts in their object frames, inst = object index
+    # Motion between keyframes (sweeps, CAN bus, radar Doppler): route-following vehicles
+    # (agents first) with their simulation history, pedestrians with their walk parameters.
+    vehicles: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))    # object indices [V]
+    routes: list = field(default_factory=list)                                     # Route per vehicle
+    sim_s: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))            # [S, V] see route_state
+    sim_v: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    pedestrians: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # object indices [P]
+    walk: tuple = ()                                                               # pedestrian_state args
     _cache: dict = field(default_factory=dict, repr=False)
 
     def prims_at(self, f: int, exclude=()) -> Primitives:
         """All primitives (scenery + posed objects) in the global frame at keyframe ``f``."""
+        return self._posed(self.pose[f], exclude)
+
+    def prims_at_time(self, t: float, exclude=()) -> Primitives:
+        """``prims_at`` at any time ``t`` seconds after the first keyframe (sweeps between keyframes)."""
+        return self._posed(self.poses_at(t), exclude)
+
+    def poses_at(self, t: float) -> np.ndarray:
+        """(x, y, yaw) [N, 3] of every object at time ``t`` seconds after the first keyframe.
+
+        At keyframe times this is exactly ``pose[f]``; in between, vehicles are where the traffic
+        simulation put them (constant speed along the route within a simulation step) and
+        pedestrians where their walk puts them.
+        """
+        f = t / KEYFRAME_DT
+        if abs(f - round(f)) < 1e-9 and 0 <= round(f) < self.frames:
+            return self.pose[int(round(f))]
+        pose = self.pose[0].copy()
+        if len(self.vehicles):
+            s, _ = route_state(self.sim_s, self.sim_v, t)
+            for i, (n, r) in enumerate(zip(self.vehicles, self.routes)):
+                p, yaw = r.pose(s[i])
+                pose[n] = (p[0], p[1], yaw)
+        if len(self.pedestrians):
+            p, yaw, _ = pedestrian_state(*self.walk, np.array([[t]]))
+            pose[self.pedestrians, :2], pose[self.pedestrians, 2] = p[0], yaw[0]
+        return pose
+
+    def velocities_at(self, t: float) -> np.ndarray:
+        """Ground velocity (vx, vy) [N, 2] in m/s, global frame, of every object at time ``t`` seconds."""
+        vel = np.zeros((len(self.objects), 2))
+        if len(self.vehicles):
+            _, v = route_state(self.sim_s, self.sim_v, t)
+            yaw = self.poses_at(t)[self.vehicles, 2]
+            vel[self.vehicles] = v[:, None] * np.stack([np.cos(yaw), np.sin(yaw)], 1)
+        if len(self.pedestrians):
+            vel[self.pedestrians] = pedestrian_state(*self.walk, np.array([[t]]))[2][0]
+        return vel
+
+    def camera_tilt(self, agent: int = 0) -> np.ndarray:
+        """Per-camera (pitch, roll) [6, 2] of agent ``agent``'s rig, see ``camera_tilt``."""
+        return camera_tilt(self.seed, self.index, agent)
+
+    def _posed(self, pose: np.ndarray, exclude=()) -> Primitives:
         p = self.parts
         keep = ~np.isin(p.inst, np.asarray(list(exclude), np.int32))
         obj = p.inst[keep]
-        x, y, yaw = self.pose[f, obj, 0], self.pose[f, obj, 1], self.pose[f, obj, 2]
+        x, y, yaw = pose[obj, 0], pose[obj, 1], pose[obj, 2]
         c, s = np.cos(yaw), np.sin(yaw)
         lc = p.center[keep]
         cen = np.stack([c * lc[:, 0] - s * lc[:, 1] + x, s * lc[:, 0] + c * lc[:, 1] + y, lc[:, 2]], 1)
@@ -55,10 +108,11 @@ class World:
 
     def ego_pose(self, f: int, agent: int = 0):
         """(x, y, yaw) of agent ``agent``'s ego frame (rear axle on the ground) at keyframe ``f``."""
-        n = self.agents[agent]
-        x, y, yaw = self.pose[f, n]
-        back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
-        return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
+        return _rear_axle(*self.pose[f, self.agents[agent]])
+
+    def ego_pose_at(self, t: float, agent: int = 0):
+        """``ego_pose`` at any time ``t`` seconds after the first keyframe."""
+        return _rear_axle(*self.poses_at(t)[self.agents[agent]])
 
     def ground_seen(self, agent: int = 0) -> np.ndarray:
         """bool [n, n] raster (cells of SEEN_RES m) of what the agent's LiDAR observes from some
@@ -84,11 +138,30 @@ class World:
         return np.concatenate(rects, 0)
 
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
-        x, y, yaw = self.ego_pose(f, agent)
-        m = np.eye(4)
-        m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
-        m[:2, 3] = x, y
-        return m
+        return _planar(*self.ego_pose(f, agent))
+
+    def ego2global_at(self, t: float, agent: int = 0) -> np.ndarray:
+        return _planar(*self.ego_pose_at(t, agent))
+
+
+def camera_tilt(seed: int, index: int, agent: int) -> np.ndarray:
+    """Per-camera (pitch, roll) [6, 2] in radians (CAMERA_NAMES order) of connected vehicle ``agent``
+    of world ``index``: uniform in +-CAMERA_TILT_DEG, fixed per vehicle like a real calibration, from
+    its own random stream (the town, traffic and sensor noise do not change with it)."""
+    rng = np.random.default_rng([seed, index, 3, agent])
+    return np.deg2rad(rng.uniform(-CAMERA_TILT_DEG, CAMERA_TILT_DEG, (6, 2)))
+
+
+def _rear_axle(x, y, yaw):
+    back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
+    return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
+
+
+def _planar(x, y, yaw) -> np.ndarray:
+    m = np.eye(4)
+    m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    m[:2, 3] = x, y
+    return m
 
 
 _MOVING = [('vehicle.car', 0.7, (6.0, 11.0)), ('vehicle.truck', 0.08, (5.0, 9.0)),
@@ -159,7 +232,8 @@ def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles:
         v_des.append(rng.uniform(lo, hi))
         sizes.append(t.size)
         tmpls.append(t)
-    vp, vy, vv = simulate_vehicles(routes, s0, v_des, [q[0] for q in sizes], [q[1] for q in sizes], frames)
+    vp, vy, vv, sim_s, sim_v = simulate_vehicles(routes, s0, v_des, [q[0] for q in sizes], [q[1] for q in sizes],
+                                                 frames, history=True)
     # Pedestrians: walkways near the ego's route are much more likely.
     walk = town.walkways
     mids = np.array([((a + c) / 2, (b + d) / 2) for a, b, c, d in walk])
@@ -189,7 +263,9 @@ def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles:
         parts.append(Primitives(q.kind, q.center, q.size, q.yaw, q.cls, np.full(len(q), i, np.int32),
                                 q.albedo, q.tex))
     return World(seed, index, frames, town, objects, pose, spd, motion,
-                 list(range(n_static, n_static + agents)), Primitives.concat(parts))
+                 list(range(n_static, n_static + agents)), Primitives.concat(parts),
+                 vehicles=np.arange(a, b), routes=routes, sim_s=sim_s, sim_v=sim_v, pedestrians=np.arange(b, n),
+                 walk=(walk, choice, phase, speed, lateral))
 
 
 def _scale_parts(t: ObjectTemplate, size) -> Primitives:
