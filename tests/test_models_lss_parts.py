@@ -8,7 +8,7 @@ import torchvision
 import occ.models  # noqa: F401  (registers parts)
 from occ.models.backbones import FPNNeck, ResNetBackbone
 from occ.models.heads import DenseOccHead
-from occ.models.heads.base import loss_key
+from occ.models.losses import loss_key
 from occ.models.view_transforms import LiftSplat
 from occ.models.view_transforms.lift_splat import depth_to_bins, downsample_depth
 from occ.utils.benchmark import random_batch

@@ -1,20 +1,12 @@
 """Shared part of occupancy heads: building the configured losses and applying them."""
 from __future__ import annotations
 
-import re
 from typing import Optional, Sequence
 
 import torch
 import torch.nn as nn
 
-from occ.registry import MODELS
-
-
-def loss_key(type_name: str) -> str:
-    """'WeightedCELoss' -> 'loss_weighted_ce', 'LovaszSoftmaxLoss' -> 'loss_lovasz_softmax'."""
-    name = type_name[:-4] if type_name.endswith('Loss') else type_name
-    name = re.sub(r'(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])', '_', name).lower()
-    return f'loss_{name}'
+from occ.models.losses.naming import build_named_losses
 
 
 class BaseOccHead(nn.Module):
@@ -24,7 +16,7 @@ class BaseOccHead(nn.Module):
         losses: list of loss configs (``type=`` names in ``MODELS``, e.g.
             ``[dict(type='WeightedCELoss'), dict(type='LovaszSoftmaxLoss')]``).
             An optional ``name`` key sets the logged key (default from the type:
-            ``loss_weighted_ce``, ``loss_lovasz_softmax``, ...).
+            ``loss_weighted_ce``, ``loss_lovasz_softmax``, ...; ``occ.models.losses.naming``).
 
     Subclasses return ``dict(logits=[B, 18, X, Y, Z], ...)`` from forward. A head
     that needs the labels while training (e.g. to keep GT-occupied voxels) sets
@@ -36,15 +28,7 @@ class BaseOccHead(nn.Module):
 
     def __init__(self, losses: Optional[Sequence[dict]] = None):
         super().__init__()
-        self.loss_names = []
-        self.losses = nn.ModuleList()
-        for cfg in losses or []:
-            cfg = dict(cfg)
-            name = cfg.pop('name', None) or loss_key(str(cfg['type']))
-            while name in self.loss_names:      # the same loss type twice: loss_focal, loss_focal_1, ...
-                name = f'{name}_{len(self.loss_names)}'
-            self.loss_names.append(name)
-            self.losses.append(MODELS.build(cfg))
+        self.loss_names, self.losses = build_named_losses(losses)
 
     def loss(self, out: dict, voxel_semantics: torch.Tensor, mask: Optional[torch.Tensor] = None) -> dict:
         """Apply every configured loss to ``out['logits']``.
