@@ -33,13 +33,18 @@ def main(argv=None) -> int:
 
     import occ.models  # noqa: F401
     from occ.engine import load_config
-    from occ.engine.checkpoint import load_state_dict
+    from occ.engine.checkpoint import CheckpointError, load_state_dict
     from occ.models.world.camera_cache import cache_camera_outputs
     from occ.registry import DATASETS, MODELS
 
+    try:                                  # first: a bad or booby-trapped checkpoint stops before any work
+        state = load_state_dict(args.checkpoint)
+    except CheckpointError as e:
+        print(f'cache_camera_bev: {e}', file=sys.stderr)
+        return 1
     cfg = load_config(args.config, {'data_root': args.data_root})
     model = MODELS.build(cfg.model)
-    model.load_state_dict(load_state_dict(args.checkpoint))
+    model.load_state_dict(state)
     for split in args.splits:
         ds_cfg = dict(cfg.test_dataloader.dataset)
         ds_cfg.update(data_root=args.data_root, info_file=os.path.join(args.data_root, f'occ_infos_{split}.pkl'),

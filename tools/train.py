@@ -25,6 +25,9 @@ def parse_args(argv=None):
     p.add_argument('--seed', type=int, default=None, help='random seed (overrides randomness.seed)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='override config entries, e.g. train_cfg.max_iters=200 amp=False')
+    p.add_argument('--allow-partial', action='store_true',
+                   help='load a load_from / --resume checkpoint that lacks some model weights (they stay '
+                        'as initialised); without it such a checkpoint is an error')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
                    help="'pytorch' under torchrun for multi-GPU DDP")
     p.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
@@ -52,6 +55,7 @@ def init_cpu_distributed(launcher: str) -> bool:
 def main(argv=None) -> int:
     args = parse_args(argv)
     import occ.registry  # noqa: F401  (registries with scope 'occ')
+    from occ.data.occ3d_io import OccFileError
     from occ.engine import CheckpointError, NonFiniteLossError, OccRunner, load_config
 
     cfg = load_config(args.config, args.cfg_options, args.work_dir, args.seed, args.launcher)
@@ -66,8 +70,9 @@ def main(argv=None) -> int:
         cfg.resume, cfg.load_from = True, args.resume
     try:
         runner = OccRunner.from_cfg(cfg)
+        runner.allow_partial_load = args.allow_partial
         runner.train()
-    except (NonFiniteLossError, CheckpointError) as e:
+    except (NonFiniteLossError, CheckpointError, OccFileError) as e:
         print(f'train.py: {e}', file=sys.stderr)
         return 1
     return 0

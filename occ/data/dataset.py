@@ -87,7 +87,7 @@ def load_image(path: str, expect_hw: tuple[int, int] | None = None) -> np.ndarra
     if _truncated(data):
         raise OccFileError(f'{path}: camera image is truncated (no end-of-image marker; '
                            f'{len(data)} bytes): an interrupted copy or download?')
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise OccFileError(f'{path}: camera image cannot be decoded (corrupt or truncated)')
     if expect_hw is not None and img.shape[:2] != tuple(expect_hw):

@@ -136,6 +136,8 @@ def load_checkpoint_file(path: str, map_location='cpu'):
     except pickle.UnpicklingError as e:
         found = re.search(r'GLOBAL (\S+)', str(e)) or re.search(r'forbidden call (\S+\(.*?\))', str(e))
         what = found.group(1) if found else str(e).splitlines()[-1]
+        if found and '.' not in what.split('(')[0]:
+            what = 'builtins.' + what                  # torch prints builtins without their module
         raise CheckpointError(
             f'{path}: refused to load: the checkpoint asks for the Python global {what}; checkpoints '
             'may only hold tensors, numpy arrays and plain containers (the file may be '
