@@ -28,7 +28,14 @@ def main(argv=None):
     p.add_argument('--image-size', type=int, nargs=2, default=(144, 256), metavar=('H', 'W'))
     p.add_argument('--workers', type=int, default=2, help='worker processes')
     p.add_argument('--version', default='v1.0-trainval', help='nuScenes version folder name')
-    p.add_argument('--val-fraction', type=float, default=0.2, help='share of worlds held out for val')
+    p.add_argument('--val-fraction', type=float, default=0.2, help='share of worlds held out for val, in [0, 1)')
+    p.add_argument('--lidar-sweeps', type=int, default=9,
+                   help='LiDAR sweeps between keyframes (default 9 = 20 Hz as in nuScenes; 0 = keyframes only)')
+    p.add_argument('--camera-sweeps', type=int, nargs='?', const=5, default=0, metavar='N',
+                   help='also render camera sweeps between keyframes (N, default 5 = 12 Hz as in nuScenes)')
+    p.add_argument('--no-radar', action='store_true', help='leave out the 5 radars')
+    p.add_argument('--force', action='store_true',
+                   help='write into a non-empty --out folder that make_synthetic did not create')
     p.add_argument('--preview', metavar='PNG', help='also (or only, without --out) write a preview picture')
     p.add_argument('--stats', type=int, metavar='WORLDS',
                    help='print label statistics of WORLDS default worlds at 0.4 m (3 keyframes each)')
@@ -37,11 +44,21 @@ def main(argv=None):
     a = p.parse_args(argv)
     if not a.out and not a.preview and not a.stats:
         p.error('give --out DIR, --preview PNG and/or --stats WORLDS')
+    if not 0 <= a.val_fraction < 1:
+        p.error(f'--val-fraction must be in [0, 1) (the share of towns held out for val), got {a.val_fraction}')
+    if a.lidar_sweeps < 0 or a.camera_sweeps < 0:
+        p.error('--lidar-sweeps and --camera-sweeps must be >= 0')
     from occ.data.synthetic import generate, render_preview
     if a.out:
+        from occ.data.synthetic import MARKER
+        out = os.path.abspath(a.out)
+        if os.path.isdir(out) and os.listdir(out) and not os.path.isfile(os.path.join(out, MARKER)) and not a.force:
+            p.error(f'{out} is not empty and was not created by make_synthetic (no {MARKER} marker); '
+                    f'choose a new or empty folder, or pass --force to write into it')
         s = generate(a.out, scenes=a.scenes, frames=a.frames, seed=a.seed, agents=a.agents, voxel=a.voxel,
                      image_size=tuple(a.image_size), workers=a.workers, progress=not a.quiet,
-                     version=a.version, val_fraction=a.val_fraction)
+                     version=a.version, val_fraction=a.val_fraction, lidar_sweeps=a.lidar_sweeps,
+                     camera_sweeps=a.camera_sweeps, radar=not a.no_radar, force=a.force)
         print(json.dumps({k: s[k] for k in ('out_dir', 'version', 'keyframes', 'tables', 'seconds')}, indent=1))
     if a.preview:
         render_preview(a.preview, seed=a.seed)
@@ -51,7 +68,6 @@ def main(argv=None):
         from occ.data.synthetic.stats import comparison_table, label_statistics, world_statistics
         real = label_statistics([load_occ3d_labels(a.real, (200, 200, 16))]) if a.real else None
         print(comparison_table(world_statistics(a.seed, a.stats), real))
-
 
 
 def run(argv=None) -> int:
