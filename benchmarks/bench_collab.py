@@ -53,8 +53,9 @@ def bench_strategies(repeat):
     rows = []
     for strat, budget in runs:
         torch.manual_seed(0)
-        m = CollabFusion(C, RNG, strategy=strat, budget_bytes=budget, quant='fp32' if strat == 'full' else 'fp16',
-                         select_ratio=0.5 if strat == 'tome' else None).eval()
+        m = CollabFusion(C, RNG, strategy=strat, budget_bytes=budget,
+                         codec=dict(type='WireCodec', quant='fp32' if strat == 'full' else 'fp16'),
+                         compressors=dict(tome=dict(select_ratio=0.5))).eval()
         with torch.no_grad():
             _, nbytes = m(bev, batch, nbs)
             t = _median_time(lambda: m(bev, batch, nbs), repeat)

@@ -77,10 +77,10 @@ def test_sweep_configs_span_100x_and_build():
     ego = _cfg('collab_budget_ego.py')
     assert ego.train_dataloader.dataset.load_neighbors is False
     cfg = _cfg('collab_robust_latency.py')
-    assert cfg.model.collab.latency == 1 and cfg.model.collab.budget_bytes == 20000
+    assert cfg.model.collab.link.latency == 1 and cfg.model.collab.budget_bytes == 20000
     assert cfg.train_dataloader.dataset.load_neighbors is True
     m = CollabFusion(**{k: v for k, v in cfg.model.collab.items() if k != 'type'})
-    assert m.strategy == 'tome' and m.channel.latency == 1
+    assert m.strategy == 'tome' and m.link.latency == 1
     assert cfg.model.collab.embed_dims == cfg.model.view_transform.out_channels
     assert list(cfg.model.collab.pc_range) == list(cfg.model.view_transform.pc_range)
 

@@ -31,11 +31,12 @@ def _maps(b=1, k=1, seed=0):
     return torch.randn(b, C, X, Y, generator=g), torch.randn(b, k, C, X, Y, generator=g)
 
 
-def _module(**kw):
+def _module(fusion=None, **kw):
     kw.setdefault('pc_range', RNG)
-    kw.setdefault('zero_init', False)     # a zero-initialised fusion would pass "equals ego" trivially
+    # a zero-initialised fusion would pass "equals ego" trivially
+    fusion = dict(dict(type='LocalTokenAttention', zero_init=False), **(fusion or {}))
     torch.manual_seed(0)
-    return CollabFusion(C, **kw)
+    return CollabFusion(C, fusion=fusion, **kw)
 
 
 def test_fusion_changes_ego_when_a_message_arrives():
@@ -58,11 +59,11 @@ def test_ego_bev_returned_exactly_without_usable_message(case):
     elif case == 'strategy_none':
         kw['strategy'] = 'none'
     elif case == 'dropped':
-        kw['drop_prob'] = 1.0
+        kw['link'] = dict(type='SimulatedLink', drop_prob=1.0)
     elif case == 'far_away':
         batch = _batch(nb_poses=((500.0, 0, 0),))
     elif case == 'out_of_comm_range':
-        batch, kw['comm_range'] = _batch(nb_poses=((5.0, 0, 0),)), 4.0
+        batch, kw['link'] = _batch(nb_poses=((5.0, 0, 0),)), dict(type='SimulatedLink', comm_range=4.0)
     out, nbytes = _module(**kw)(bev, batch, nb_in)
     assert torch.equal(out, bev)
     expect_sent = case in ('dropped', 'far_away')      # sent but lost / landing off the ego grid
@@ -80,7 +81,7 @@ def test_reposed_token_lands_in_the_right_ego_cell():
     nbs = torch.zeros(1, 1, C, X, Y)
     si, sj = 7, 2
     nbs[0, 0, :, si, sj] = 5.0
-    m = _module(strategy='topk', budget_bytes=90, attn_radius=0.1, reach_scale=1.0)
+    m = _module(strategy='topk', budget_bytes=90, fusion=dict(radius=0.1, reach_scale=1.0))
     out, _ = m(bev, _batch(ego, (sender,)), nbs)
     # Independent expectation: sender cell centre, rotate by the relative yaw, translate.
     ps = (-8 + (si + 0.5) * CELL, -8 + (sj + 0.5) * CELL)
@@ -150,7 +151,8 @@ def test_local_attention_matches_loop_reference():
                                             ('full', 'fp32')])
 def test_bytes_sent_is_the_sum_of_message_lengths_within_budget(strategy, quant):
     bev, nbs = _maps(b=2, k=2)
-    m = _module(strategy=strategy, budget_bytes=700, quant=quant, select_ratio=0.5 if strategy == 'tome' else None)
+    m = _module(strategy=strategy, budget_bytes=700, codec=dict(type='WireCodec', quant=quant),
+                compressors=dict(tome=dict(select_ratio=0.5)))
     batch = _batch(nb_poses=((1.0, 0, 10), (-2.0, 1.0, -20)), b=2)
     out, nbytes = m(bev, batch, nbs)
     lengths = [len(m.make_message(nbs[b, k], pose2d(batch['neighbors']['ego2global'][b, k]))[0])
@@ -166,7 +168,8 @@ def test_bytes_sent_is_the_sum_of_message_lengths_within_budget(strategy, quant)
 def test_seeded_knobs_are_deterministic_and_matter():
     bev, nbs = _maps(k=3)
     batch = _batch(nb_poses=((1.0, 0, 0), (0, 1.0, 5), (-1.0, 0, 0)))
-    kw = dict(strategy='random', budget_bytes=500, drop_prob=0.5, pose_noise_m=0.5, pose_noise_deg=2.0)
+    kw = dict(strategy='random', budget_bytes=500,
+              link=dict(type='SimulatedLink', drop_prob=0.5, pose_noise_m=0.5, pose_noise_deg=2.0))
     runs = []
     for seed in (3, 3, 4):
         m = _module(seed=seed, **kw)
@@ -192,7 +195,7 @@ def test_latency_delivers_the_previous_frame_message():
     bev1, nbs1 = _maps(seed=1)
     bev2, nbs2 = _maps(seed=2)
     b1, b2 = _batch(nb_poses=((1.0, 0.0, 0.0),)), _batch(ego_pose=(0.5, 0.0, 0.0), nb_poses=((2.0, 0.5, 10.0),))
-    late = _module(strategy='tome', budget_bytes=800, latency=1)
+    late = _module(strategy='tome', budget_bytes=800, link=dict(type='SimulatedLink', latency=1))
     out1, sent1 = late(bev1, b1, nbs1)
     assert torch.equal(out1, bev1) and sent1.item() > 0        # nothing has arrived yet
     out2, _ = late(bev2, b2, nbs2)
@@ -207,7 +210,8 @@ def test_latency_delivers_the_previous_frame_message():
 def test_training_gradients_reach_sender_and_values_match_eval():
     bev, nbs = _maps(k=2)
     batch = _batch(nb_poses=((1.0, 0, 0), (0, -1.0, 30)))
-    m = _module(strategy='tome', budget_bytes=900, select_ratio=0.6, confidence='learned')
+    m = _module(strategy='tome', budget_bytes=900, compressors=dict(tome=dict(select_ratio=0.6)),
+                confidence='learned')
     m.eval()
     with torch.no_grad():
         ref, _ = m(bev, batch, nbs)
@@ -244,7 +248,7 @@ def test_latency_is_keyed_by_scene_agent_and_frame():
     bev, nbs = _maps()
     batch = _batch()
     batch['neighbors']['agent_id'] = torch.tensor([[7]])
-    m = _module(strategy='topk', budget_bytes=600, latency=1)
+    m = _module(strategy='topk', budget_bytes=600, link=dict(type='SimulatedLink', latency=1))
     outs = []
     for scene, frame in (('A', 0), ('B', 5), ('A', 1)):
         batch.update(scene_token=[scene], frame_idx=torch.tensor([frame]))

@@ -28,7 +28,8 @@ def _model(strategy):
         head=dict(type='DenseOccHead', in_channels=C, mid_channels=C, num_z=1,
                   losses=[dict(type='WeightedCELoss', class_weight=None)]),
         collab=dict(type='CollabFusion', embed_dims=C, pc_range=RNG, strategy=strategy,
-                    budget_bytes=600, quant='int8', attn_radius=VOXEL, zero_init=False),
+                    budget_bytes=600, codec=dict(type='WireCodec', quant='int8'),
+                    fusion=dict(type='LocalTokenAttention', radius=VOXEL, zero_init=False)),
         use_mask_camera=False,
     )
     torch.manual_seed(0)
@@ -66,7 +67,7 @@ def test_occnet_with_collab_sends_bytes_and_trains(model):
     assert 0 < float(losses['bytes_sent']) <= 600          # one valid neighbour, one message
     total = sum(v for k, v in losses.items() if k.startswith('loss'))
     total.backward()
-    assert model.collab.attn.q.weight.grad.abs().sum() > 0
+    assert model.collab.fusion.q.weight.grad.abs().sum() > 0
     model.eval()
     pred = model(batch, mode='predict')
     assert pred[0]['semantics'].shape == (10, 10, 1) and 0 < pred[0]['bytes_sent'] <= 600
@@ -89,3 +90,25 @@ def test_occnet_ego_only_strategy_equals_no_collab_module(model):
         model.collab, collab.strategy = collab, 'tome'
     assert torch.equal(a['logits'], b['logits']) and float(a['bytes_sent'].sum()) == 0
     assert not torch.equal(c['logits'], b['logits']) and float(c['bytes_sent'].sum()) > 0
+
+
+def test_all_messages_dropped_equals_the_ego_only_forward_of_the_same_weights(model):
+    """The control of every collaboration table: the same weights with every message lost."""
+    from occ.models.collab import SimulatedLink
+    batch = _batch()
+    model.eval()
+    collab, link = model.collab, model.collab.link
+    try:
+        with torch.no_grad():
+            sent = model(batch, mode='tensor')
+            collab.link = SimulatedLink(drop_prob=1.0)
+            collab.reset_state()
+            dropped = model(batch, mode='tensor')
+            model.collab = None
+            ego = model(batch, mode='tensor')
+    finally:
+        model.collab, collab.link = collab, link
+        collab.reset_state()
+    assert torch.equal(dropped['logits'], ego['logits']) and torch.equal(dropped['bev'], ego['bev'])
+    assert float(dropped['bytes_sent'].sum()) == float(sent['bytes_sent'].sum()) > 0   # sent, then lost
+    assert not torch.equal(sent['logits'], ego['logits'])      # the messages do change the output

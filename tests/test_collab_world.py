@@ -40,7 +40,7 @@ def _columns(root, info):
 def _agreement(root, ego, nb, pose_shift=(0.0, 0.0, 0.0)):
     """Share of the neighbour's occupied columns that land on occupied ego columns (within 1 cell)."""
     occ_e, occ_n = _columns(root, ego), _columns(root, nb)
-    m = CollabFusion(4, RNG, strategy='full', quant='fp32')
+    m = CollabFusion(4, RNG, strategy='full', codec=dict(type='WireCodec', quant='fp32'))
     sender = pose2d(torch.as_tensor(nb['ego2global']))
     sender = tuple(a + b for a, b in zip(sender, pose_shift))
     data, _ = m.make_message(occ_n.expand(4, -1, -1), sender)

@@ -2,4 +2,4 @@
 # Knobs act at train and test time; to test a model trained without them, run
 # tools/test.py with this config and the clean model's checkpoint.
 _base_ = ['./collab_budget_tome_20k.py']
-model = dict(collab=dict(quant='int8'))
+model = dict(collab=dict(codec=dict(quant='int8')))

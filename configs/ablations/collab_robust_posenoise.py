@@ -2,4 +2,4 @@
 # Knobs act at train and test time; to test a model trained without them, run
 # tools/test.py with this config and the clean model's checkpoint.
 _base_ = ['./collab_budget_tome_20k.py']
-model = dict(collab=dict(pose_noise_m=0.5, pose_noise_deg=1.0))
+model = dict(collab=dict(link=dict(pose_noise_m=0.5, pose_noise_deg=1.0)))

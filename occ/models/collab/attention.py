@@ -14,6 +14,9 @@ import math
 import torch
 from torch import nn
 
+from .registry import FUSIONS
+from .stages import TokenFusion
+
 _BLOCK = 1 << 22  # distance-matrix entries per block (16 MB of float32)
 
 
@@ -88,24 +91,27 @@ def knn_bucketed(query_pos: torch.Tensor, tok_pos: torch.Tensor, k: int, cell: f
     return torch.cat(idx), torch.cat(dist)
 
 
-class LocalTokenAttention(nn.Module):
+@FUSIONS.register_module()
+class LocalTokenAttention(TokenFusion):
     """Multi-head attention from ego cells to received tokens near them.
 
     Args:
         embed_dims: C, channels of both the ego BEV and the tokens.
         num_heads: attention heads (divides C).
         k: neighbours per query.
-        radius: metres; tokens farther than this from a cell are ignored.
+        radius: metres; single-cell tokens farther than this from a cell are ignored.
         pe_hidden: hidden width of the offset encoding MLP.
         zero_init: start the output projection at zero, so an untrained module is the identity.
+        reach_scale: a merged token of size s reaches ``cell * sqrt(s / pi) * reach_scale``
+            metres when that exceeds ``radius`` (``TokenFusion.reach``).
     """
 
     def __init__(self, embed_dims: int, num_heads: int = 4, k: int = 8, radius: float = 2.0,
-                 pe_hidden: int = 32, zero_init: bool = True):
-        super().__init__()
+                 pe_hidden: int = 32, zero_init: bool = True, reach_scale: float = 1.5):
+        super().__init__(embed_dims, k, radius, reach_scale)
         if embed_dims % num_heads:
             raise ValueError(f'embed_dims {embed_dims} not divisible by num_heads {num_heads}')
-        self.embed_dims, self.num_heads, self.k, self.radius = embed_dims, num_heads, k, float(radius)
+        self.num_heads = num_heads
         self.q = nn.Linear(embed_dims, embed_dims)
         self.kv = nn.Linear(embed_dims, 2 * embed_dims)
         self.pe = nn.Sequential(nn.Linear(2, pe_hidden), nn.ReLU(inplace=True),

@@ -1,19 +1,19 @@
 """CollabFusion: neighbours' BEV maps -> byte messages under a budget -> fused ego BEV.
 
-Sender side (per neighbour, in its own ego frame): BEV cells become tokens,
-optionally gated/selected by confidence, then reduced to the budget by the
-chosen ``strategy`` and serialised (``message.py``). Receiver side: decode,
-re-pose the tokens from the sender's pose (read from the message header) into
-the ego frame (and the ego's BEV augmentation), keep those that can reach the
-ego grid, and let every ego cell attend to the tokens near it
-(``attention.py``). Without any received token the ego BEV is returned as is.
+The stages are registered parts chosen in the config (registry.py, stages.py):
 
-Strategies (the baselines are config switches):
-    'none'    ego only, nothing sent;
-    'full'    the whole BEV map, uncompressed (``quant`` 'fp32' by default);
-    'random'  random cells, as many as fit the budget;
-    'topk'    the most confident cells that fit the budget (Where2comm-style);
-    'tome'    optional confidence pre-selection, then ToMe merging to the budget.
+    sender    BEV cells become tokens with a confidence (learned gate or feature norm); the
+              compressor named by ``strategy`` (``COMPRESSORS``: none, full, random, topk, tome,
+              or any registered one) picks / merges them to ``budget_bytes``;
+    codec     the wire format (``CODECS``, default ``WireCodec``: message.py);
+    link      range, localisation error, latency and loss (``LINKS``, default ``SimulatedLink``),
+              a seeded simulation with no learned part;
+    receiver  decode, re-pose the tokens from the sender's pose in the header into the
+              (augmented) ego frame, keep those that can reach the grid, and fuse them into
+              the ego cells (``FUSIONS``, default ``LocalTokenAttention``; ``MaxFusion`` /
+              ``MeanFusion`` are parameter-free baselines).
+
+Without any received token the ego BEV is returned as is.
 """
 from __future__ import annotations
 
@@ -22,41 +22,37 @@ import math
 import torch
 from torch import nn
 
-from occ.geometry import apply_se2, bev_aug_2d, perturb_pose, pose2d, relative_se2, xy_range
+from occ.geometry import apply_se2, bev_aug_2d, pose2d, relative_se2, xy_range
 from occ.registry import MODELS
 
-from .attention import LocalTokenAttention
-from .channel import CommChannel
-from .message import (decode, encode_dense, encode_tokens, max_tokens_for_budget, size_dtype_for)
-from .select import feature_norm_confidence, random_subset, topk_by_confidence
+from .registry import CODECS, COMPRESSORS, FUSIONS, LINKS
+from .select import feature_norm_confidence
 from .tokens import bev_cell_centres, bev_to_tokens
-from .tome import merge_to
 
-STRATEGIES = ('none', 'full', 'random', 'topk', 'tome')
+DEFAULT_FUSION = dict(type='LocalTokenAttention', num_heads=4, k=8, radius=2.0, reach_scale=1.5, zero_init=True)
 
 
 @MODELS.register_module()
 class CollabFusion(nn.Module):
-    """Bandwidth-limited collaborative BEV fusion.
+    """Bandwidth-limited collaborative BEV fusion from pluggable stages.
 
     Args:
         embed_dims: BEV channels C (ego and neighbours share the encoder).
         pc_range: BEV range (x_min, y_min, z_min, x_max, y_max, z_max) of every agent's map.
-        strategy: one of STRATEGIES.
+        strategy: name of the sender's compressor in ``COMPRESSORS`` ('none', 'full', 'random',
+            'topk', 'tome', or a registered one).
         budget_bytes: bytes per message (per neighbour and frame); ignored by 'full' and 'none'.
-        quant: feature precision on the link: 'fp32', 'fp16' or 'int8'.
-        select_ratio: for 'tome', keep this fraction of cells by confidence before merging
-            (None: merge all cells).
+        compressors: constructor options per compressor name, e.g.
+            ``dict(tome=dict(select_ratio=0.5, merge_radius=4.0))`` (used whenever that
+            compressor is the strategy, also when ``train_mix`` draws it).
+        codec: config of the wire format (``CODECS``), default ``dict(type='WireCodec', quant='fp16')``.
+        link: config of the simulated link (``LINKS``), default ``dict(type='SimulatedLink')``
+            (no loss, no latency, no pose noise, unlimited range).
+        fusion: config of the receiver fusion (``FUSIONS``; ``embed_dims`` is filled in), default
+            ``LocalTokenAttention`` (4 heads, k = 8, radius 2 m, reach_scale 1.5, zero_init).
         confidence: 'norm' (feature L2 norm) or 'learned' (1x1 conv + sigmoid that also gates
             the sent features, so it learns from the fusion loss).
-        merge_radius: metres; ToMe only matches tokens this close (doubled if a round stalls).
-        attn_k, attn_radius, num_heads: local attention (k nearest tokens within radius metres;
-            a merged token of size s reaches max(attn_radius, cell * sqrt(s / pi) * reach_scale)).
-        comm_range: metres; neighbours farther than this from the ego send nothing (None: any).
-        drop_prob, latency: link loss probability and delay in frames (see CommChannel).
-        pose_noise_m, pose_noise_deg: std of the sender's localisation error written in its header.
-        seed: seeds pose noise, random selection and message loss.
-        zero_init: the fusion starts as the identity (output projection zero).
+        seed: seeds pose noise and message loss (link), random selection and ``train_mix``.
         train_mix: optional ``dict(strategies=(...), budget_range=(lo, hi))``: in training mode
             every forward call draws one strategy from ``strategies`` and one budget log-uniform
             in [lo, hi] bytes (seeded), so one set of weights serves every budget at test time
@@ -65,49 +61,68 @@ class CollabFusion(nn.Module):
     """
 
     def __init__(self, embed_dims: int, pc_range=(-40.0, -40.0, -1.0, 40.0, 40.0, 5.4),
-                 strategy: str = 'tome', budget_bytes: int = 16384, quant: str = 'fp16',
-                 select_ratio: float | None = None, confidence: str = 'norm',
-                 merge_radius: float = 4.0, attn_k: int = 8, attn_radius: float = 2.0,
-                 reach_scale: float = 1.5, num_heads: int = 4, comm_range: float | None = None,
-                 drop_prob: float = 0.0, latency: int = 0, pose_noise_m: float = 0.0,
-                 pose_noise_deg: float = 0.0, seed: int = 0, zero_init: bool = True,
-                 train_mix: dict | None = None):
+                 strategy: str = 'tome', budget_bytes: int = 16384, compressors: dict | None = None,
+                 codec: dict | None = None, link: dict | None = None, fusion: dict | None = None,
+                 confidence: str = 'norm', seed: int = 0, train_mix: dict | None = None):
         super().__init__()
-        if strategy not in STRATEGIES:
-            raise ValueError(f'CollabFusion: strategy {strategy!r} not in {STRATEGIES}')
         if confidence not in ('norm', 'learned'):
             raise ValueError(f"CollabFusion: confidence must be 'norm' or 'learned', got {confidence!r}")
-        if select_ratio is not None and not 0.0 < select_ratio <= 1.0:
-            raise ValueError(f'CollabFusion: select_ratio must be in (0, 1], got {select_ratio}')
         self.embed_dims = embed_dims
         self.pc_range = tuple(float(v) for v in pc_range)
-        self.strategy, self.budget_bytes, self.quant = strategy, int(budget_bytes), quant
-        self.select_ratio, self.confidence = select_ratio, confidence
-        self.merge_radius, self.reach_scale, self.comm_range = merge_radius, reach_scale, comm_range
-        self.pose_noise_m, self.pose_noise_deg, self.seed = pose_noise_m, pose_noise_deg, seed
+        self.budget_bytes, self.confidence, self.seed = int(budget_bytes), confidence, seed
+        self.compressor_options = {str(k): dict(v) for k, v in (compressors or {}).items()}
         self.conf_head = nn.Conv2d(embed_dims, 1, 1) if confidence == 'learned' else None
-        self.attn = LocalTokenAttention(embed_dims, num_heads, attn_k, attn_radius, zero_init=zero_init)
-        self.channel = CommChannel(drop_prob, latency, seed)
+        self.fusion = FUSIONS.build(dict(fusion if fusion is not None else DEFAULT_FUSION),
+                                    default_args=dict(embed_dims=embed_dims))
+        self.codec = CODECS.build(dict(codec if codec is not None else dict(type='WireCodec')))
+        self.link = LINKS.build(dict(link if link is not None else dict(type='SimulatedLink')))
+        self.compressors = nn.ModuleDict()
+        self.strategy = strategy
         self.train_mix = self._check_train_mix(train_mix)
+        for name in (self.train_mix or {}).get('strategies', ()):
+            self._compressor(name)
         self.reset_state()
         self.last_stats: dict = {}
+        # checkpoints written before the stages were split name the fusion 'attn'
+        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+
+    # ----------------------------------------------------------------- stages
+    def _compressor(self, name: str) -> nn.Module:
+        """The compressor registered as ``name``, built once with its ``compressors`` options."""
+        if name not in self.compressors:
+            if COMPRESSORS.get(name) is None:
+                raise ValueError(f'CollabFusion: strategy {name!r} is not a registered compressor; '
+                                 f'known: {sorted(COMPRESSORS.module_dict)}')
+            self.compressors[name] = COMPRESSORS.build(dict(self.compressor_options.get(name, {}), type=name))
+        return self.compressors[name]
+
+    @property
+    def strategy(self) -> str:
+        """Name of the compressor the sender uses now."""
+        return self._strategy
+
+    @strategy.setter
+    def strategy(self, name: str) -> None:
+        self._compressor(name)
+        self._strategy = name
+
+    @property
+    def compressor(self) -> nn.Module:
+        return self.compressors[self._strategy]
 
     def reset_state(self) -> None:
         """Restart every random stream from the seed and forget queued (stale) messages."""
-        self.channel.reset()
-        self._gen_pose = torch.Generator().manual_seed(self.seed + 1)
+        self.link.reset(self.seed)
         self._gen_select = torch.Generator().manual_seed(self.seed + 2)
         self._gen_mix = torch.Generator().manual_seed(self.seed + 3)
 
-    @staticmethod
-    def _check_train_mix(mix: dict | None) -> dict | None:
+    def _check_train_mix(self, mix: dict | None) -> dict | None:
         if mix is None:
             return None
         strategies = tuple(mix.get('strategies', ()))
-        bad = [s for s in strategies if s not in STRATEGIES or s == 'none']
-        if not strategies or bad:
+        if not strategies or 'none' in strategies:
             raise ValueError(f'CollabFusion: train_mix strategies {strategies} must be a non-empty '
-                             f'subset of {STRATEGIES[1:]}')
+                             "list of registered compressors other than 'none'")
         lo, hi = (float(v) for v in mix.get('budget_range', (0, 0)))
         if not 0 < lo <= hi:
             raise ValueError(f'CollabFusion: train_mix budget_range must be 0 < lo <= hi, got {(lo, hi)}')
@@ -132,39 +147,17 @@ class CollabFusion(nn.Module):
             (bytes or None when nothing fits the budget, sent features [n, C] with gradient in
             the order of the message, for a straight-through estimate in training).
         """
-        c, x_cells, y_cells = bev.shape
-        if self.strategy == 'full':
-            return encode_dense(bev, pose, self.pc_range, self.quant), bev_to_tokens(bev, self.pc_range)[0]
         feat, pos = bev_to_tokens(bev, self.pc_range)
-        num = feat.shape[0]
         if self.conf_head is not None:
             gate = torch.sigmoid(self.conf_head(bev.unsqueeze(0)))[0, 0].reshape(-1)
             feat = feat * gate.unsqueeze(1)
             score = gate if conf is None else conf.reshape(-1)
         else:
             score = feature_norm_confidence(feat) if conf is None else conf.reshape(-1)
-        n_plain = max_tokens_for_budget(self.budget_bytes, c, self.quant, has_sizes=False)
-        if n_plain == 0:
+        payload = self.compressor(bev, feat, pos, score, self.budget_bytes, self.codec, self._gen_select)
+        if payload is None:
             return None, None
-        if n_plain >= num or self.strategy in ('random', 'topk'):
-            if n_plain >= num:
-                keep = torch.arange(num, device=feat.device)
-            elif self.strategy == 'random':
-                keep = random_subset(num, n_plain, self._gen_select, feat.device)
-            else:
-                keep = topk_by_confidence(score, n_plain)
-            return encode_tokens(feat[keep], pos[keep], None, pose, self.quant), feat[keep]
-        # ToMe: sizes travel with the tokens, so fewer fit.
-        itemsize = size_dtype_for(num).itemsize
-        n = max_tokens_for_budget(self.budget_bytes, c, self.quant, True, itemsize)
-        if n == 0:
-            return None, None
-        if self.select_ratio is not None:
-            keep = topk_by_confidence(score, max(n, math.ceil(self.select_ratio * num)))
-            feat, pos = feat[keep], pos[keep]
-        merged = merge_to(feat, pos, n, radius=self.merge_radius)
-        data = encode_tokens(merged['feat'], merged['pos'], merged['size'], pose, self.quant)
-        return data, merged['feat']
+        return self.codec.encode(payload, pose, self.pc_range), payload.feat
 
     # --------------------------------------------------------------- receiver
     def _cell(self, bev_shape) -> float:
@@ -176,16 +169,16 @@ class CollabFusion(nn.Module):
         """Decode and re-pose a message into the (augmented) ego frame.
 
         Returns:
-            feat [n, C], pos [n, 2] (ego frame), size [n], reach [n] metres; only tokens that can
-            reach the ego grid are kept.
+            feat [n, C'] as decoded (before ``Compressor.restore``), pos [n, 2] (ego frame),
+            size [n], reach [n] metres, and near [n_message] (which tokens of the message were
+            kept); only tokens that can reach the ego grid are kept.
         """
-        msg = decode(data, source)
+        msg = self.codec.decode(data, source)
         t = relative_se2(msg.pose, receiver_pose)
         if ego_aug is not None:
             t = ego_aug @ t
         pos = apply_se2(t, msg.pos)
-        reach = torch.clamp(cell * torch.sqrt(msg.size / math.pi) * self.reach_scale,
-                            min=self.attn.radius)
+        reach = self.fusion.reach(msg.size, cell)
         x_min, y_min, x_max, y_max = xy_range(self.pc_range)
         near = ((pos[:, 0] >= x_min - reach) & (pos[:, 0] <= x_max + reach)
                 & (pos[:, 1] >= y_min - reach) & (pos[:, 1] <= y_max + reach))
@@ -220,7 +213,7 @@ class CollabFusion(nn.Module):
         b_sz = bev.shape[0]
         bytes_sent = torch.zeros(b_sz, device=bev.device)
         nb = batch.get('neighbors') if isinstance(batch, dict) else None
-        if self.strategy == 'none' or neighbor_bevs is None or nb is None or neighbor_bevs.shape[1] == 0:
+        if not self.compressor.sends or neighbor_bevs is None or nb is None or neighbor_bevs.shape[1] == 0:
             self.last_stats = dict(tokens_received=0, messages=0)
             return bev, bytes_sent
         if neighbor_bevs.dim() != 5 or neighbor_bevs.shape[0] != b_sz or neighbor_bevs.shape[2:] != bev.shape[1:]:
@@ -242,18 +235,15 @@ class CollabFusion(nn.Module):
                 data, sent_feat = None, None
                 if valid[b, k]:
                     true_pose = pose2d(n_e2g[b, k])
-                    in_range = self.comm_range is None or math.hypot(
-                        true_pose[0] - recv_pose[0], true_pose[1] - recv_pose[1]) <= self.comm_range
-                    if in_range:
+                    if self.link.in_range(true_pose, recv_pose):
                         sender_bev = neighbor_bevs[b, k]
                         if n_aug is not None:
                             self._check_not_augmented(n_aug[b, k])
-                        noisy = perturb_pose(true_pose, self.pose_noise_m, self.pose_noise_deg,
-                                             self._gen_pose)
+                        noisy = self.link.localise(true_pose)
                         conf = neighbor_conf[b, k] if neighbor_conf is not None else None
                         data, sent_feat = self.make_message(sender_bev, noisy, conf)
                         bytes_sent[b] += 0 if data is None else len(data)
-                arrived = self.channel.transmit(key, data, frame)
+                arrived = self.link.transmit(key, data, frame)
                 if arrived is None:
                     continue
                 f, p, s, r, near = self.receive(arrived, recv_pose, ego_aug, cell, f'message b={b} k={k}')
@@ -262,6 +252,7 @@ class CollabFusion(nn.Module):
                     # Values are exactly the decoded bytes; gradients reach the sender's encoder.
                     sf = sent_feat[near.to(sent_feat.device)]
                     f = sf + (f - sf).detach()
+                f = self.compressor.restore(f)
                 feats.append(f)
                 poss.append(p.to(bev.device))
                 sizes.append(s.to(bev.device, bev.dtype))
@@ -273,7 +264,7 @@ class CollabFusion(nn.Module):
             f, p, s, r = torch.cat(feats), torch.cat(poss), torch.cat(sizes), torch.cat(reaches)
             n_tokens += f.shape[0]
             q = bev[b].reshape(bev.shape[1], -1).t()
-            fused = self.attn(q, query_pos, f, p, s, r)
+            fused = self.fusion(q, query_pos, f, p, s, r)
             outs.append(fused.t().reshape(bev.shape[1:]))
         self.last_stats = dict(tokens_received=n_tokens, messages=n_msgs)
         return torch.stack(outs), bytes_sent
@@ -298,3 +289,9 @@ class CollabFusion(nn.Module):
         if not torch.allclose(bev_aug_2d(aug), torch.eye(3, dtype=torch.float64)):
             raise ValueError('CollabFusion: neighbours must be encoded without BEV augmentation '
                              '(neighbors["bev_aug"] is not the identity); augment only the ego')
+
+
+def _rename_legacy_keys(state_dict, prefix, *args) -> None:
+    """``<prefix>attn.*`` (one fixed attention before the stages were split) -> ``<prefix>fusion.*``."""
+    for key in [k for k in state_dict if k.startswith(prefix + 'attn.')]:
+        state_dict[prefix + 'fusion.' + key[len(prefix) + 5:]] = state_dict.pop(key)
