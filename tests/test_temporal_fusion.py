@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
+from occ.geometry import planar_pose, relative_pose
 from occ.models.temporal import TemporalFusion, TemporalSelfAttention
-from occ.geometry import planar_pose
 
 PC = (-40.0, -40.0, -1.0, 40.0, 40.0, 5.4)
 C, N = 8, 12
@@ -220,6 +220,34 @@ def test_fuse_needs_history_in_training_and_checks_config():
     batch.pop('scene_token')
     with pytest.raises(KeyError, match='scene_token'):
         m.fuse(batch['feat'], batch, bev_fn)
+
+
+def test_any_registered_fusion_can_be_used_from_config():
+    """No allow-list: a fusion registered in TEMPORAL_FUSIONS (here, from a test) is built by type name."""
+    from occ.geometry import warp_bev
+    from occ.models.temporal import TEMPORAL_FUSIONS
+
+    @TEMPORAL_FUSIONS.register_module(force=True)
+    class MeanOfAlignedFrames(nn.Module):
+        recurrent = False
+
+        def __init__(self, channels, num_frames, pc_range):
+            super().__init__()
+            self.pc_range = pc_range
+
+        def forward(self, bev, frames):
+            warped = [warp_bev(f['feat'], f['cur2past'], self.pc_range)[0] for f in frames]
+            return torch.stack([bev, *warped]).mean(0)
+
+    m = TemporalFusion(fusion=dict(type='MeanOfAlignedFrames', channels=C), num_history=2, pc_range=PC).train()
+    assert isinstance(m.fusion, MeanOfAlignedFrames) and m.fusion.pc_range == PC
+    scene = make_scene(3, 3)
+    batch = make_batch({'a': scene}, [('a', 2)], 2)
+    out = m.fuse(batch['feat'], batch, bev_fn)[0]
+    want = (batch['feat'] + sum(warp_bev(scene['feat'][k][None], relative_pose(
+        batch['ego2global'], scene['ego2global'][k][None], batch['bev_aug'], scene['bev_aug'][k][None]), PC)[0]
+        for k in (0, 1))) / 3
+    torch.testing.assert_close(out, want)
 
 
 def _bilinear(f, x, y):

@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 
+from occ.models.groups import encode_valid_rows
 from occ.registry import MODELS
 
 
@@ -27,15 +28,6 @@ class OccDataPreprocessor(BaseDataPreprocessor):
         if set(data) == {'inputs'}:          # already preprocessed (e.g. called twice)
             data = data['inputs']
         return {'inputs': self.cast_data(data)}
-
-
-def _flatten_agents(group: dict, index: torch.Tensor) -> dict:
-    """Select rows ``index`` of a [B, K, ...] group dict flattened to [B*K, ...] (tensors only)."""
-    out = {}
-    for k, v in group.items():
-        if isinstance(v, torch.Tensor) and v.dim() >= 2 and k != 'valid':
-            out[k] = v.reshape(-1, *v.shape[2:])[index]
-    return out
 
 
 @MODELS.register_module()
@@ -98,12 +90,7 @@ class OccNet(BaseModel):
         nb = batch.get('neighbors')
         if not nb:
             return None
-        B, K = nb['valid'].shape
-        rows = torch.nonzero(nb['valid'].reshape(-1).bool()).squeeze(1)
-        out = like.new_zeros(B * K, *like.shape[1:])
-        if rows.numel():
-            out = out.index_copy(0, rows, self.encode_bev(_flatten_agents(nb, rows))['bev'])
-        return out.view(B, K, *like.shape[1:])
+        return encode_valid_rows(nb, nb['valid'].bool(), self.encode_bev, like=like)
 
     def reset_temporal_state(self) -> None:
         """Forget the streaming memory (e.g. before evaluating another sequence set)."""

@@ -5,10 +5,11 @@
 (BEVFormer-style deformable attention) and ``ConvGRUFusion`` (recurrent).
 """
 from .align import BEVAligner
+from .registry import TEMPORAL_FUSIONS
 from .concat_fusion import ConcatConvFusion
 from .conv_gru import ConvGRUFusion
 from .temporal_attention import TemporalSelfAttention
 from .temporal_fusion import TemporalFusion
 
-__all__ = ['BEVAligner', 'ConcatConvFusion',
+__all__ = ['BEVAligner', 'TEMPORAL_FUSIONS', 'ConcatConvFusion',
            'ConvGRUFusion', 'TemporalSelfAttention', 'TemporalFusion']

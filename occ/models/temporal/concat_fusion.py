@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 
 from occ.geometry import warp_bev
-from occ.registry import MODELS
+
+from .registry import TEMPORAL_FUSIONS
 
 
-@MODELS.register_module()
+@TEMPORAL_FUSIONS.register_module()
 class ConcatConvFusion(nn.Module):
     """Warp T past BEV maps into the current frame, concatenate with the current
     map and one validity channel per past frame, and mix with two 3x3 convs.

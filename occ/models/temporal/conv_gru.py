@@ -5,10 +5,11 @@ import torch
 import torch.nn as nn
 
 from occ.geometry import warp_bev
-from occ.registry import MODELS
+
+from .registry import TEMPORAL_FUSIONS
 
 
-@MODELS.register_module()
+@TEMPORAL_FUSIONS.register_module()
 class ConvGRUFusion(nn.Module):
     """One fused state carried from frame to frame.
 

@@ -16,10 +16,11 @@ import torch
 import torch.nn as nn
 
 from occ.geometry import OccGrid, inside_mask, metric_to_normalized, sample_bev, transform_xy, warp_bev
-from occ.registry import MODELS
+
+from .registry import TEMPORAL_FUSIONS
 
 
-@MODELS.register_module()
+@TEMPORAL_FUSIONS.register_module()
 class TemporalSelfAttention(nn.Module):
     """Deformable attention of current BEV queries over (T past frames + current).
 

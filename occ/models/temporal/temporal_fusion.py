@@ -25,9 +25,10 @@ import torch
 import torch.nn as nn
 
 from occ.geometry import relative_pose
+from occ.models.groups import encode_valid_rows
 from occ.registry import MODELS
 
-FUSIONS = ('ConcatConvFusion', 'TemporalSelfAttention', 'ConvGRUFusion')
+from .registry import TEMPORAL_FUSIONS
 
 
 def _as_list(x, n: int, key: str) -> list:
@@ -46,9 +47,9 @@ class TemporalFusion(nn.Module):
     """Temporal memory: past BEV aligned by ego motion and fused.
 
     Args:
-        fusion: config of the fusion op (``ConcatConvFusion``,
-            ``TemporalSelfAttention`` or ``ConvGRUFusion``); ``num_frames`` and
-            ``pc_range`` are filled in from here.
+        fusion: config of a fusion op registered in ``TEMPORAL_FUSIONS``
+            (``ConcatConvFusion``, ``TemporalSelfAttention``, ``ConvGRUFusion``
+            or your own); ``num_frames`` and ``pc_range`` are filled in from here.
         num_history: T past frames used in training (and kept when streaming
             for the non-recurrent fusions).
         pc_range: grid range (x_min, y_min, z_min, x_max, y_max, z_max).
@@ -68,11 +69,14 @@ class TemporalFusion(nn.Module):
             raise ValueError(f'TemporalFusion needs num_history >= 1 (got {num_history}); '
                              'for T = 0 set the model\'s temporal=None')
         cfg = dict(fusion)
-        if cfg.get('type') not in FUSIONS:
-            raise ValueError(f'TemporalFusion: fusion type {cfg.get("type")!r} is not one of {FUSIONS}')
+        kind = cfg.get('type')
+        if isinstance(kind, str) and TEMPORAL_FUSIONS.get(kind) is None:
+            raise ValueError(f'TemporalFusion: fusion type {kind!r} is not registered in TEMPORAL_FUSIONS '
+                             f'(known: {sorted(TEMPORAL_FUSIONS.module_dict)}); register a new one with '
+                             '@occ.models.temporal.TEMPORAL_FUSIONS.register_module()')
         cfg.setdefault('num_frames', num_history)
         cfg.setdefault('pc_range', tuple(pc_range))
-        self.fusion = MODELS.build(cfg)
+        self.fusion = TEMPORAL_FUSIONS.build(cfg)
         self.num_history = num_history
         self.pc_range = tuple(float(v) for v in pc_range)
         self.history_grad = history_grad
@@ -126,7 +130,7 @@ class TemporalFusion(nn.Module):
         t = self.num_history
         sl = slice(max(0, th - t), th)
         pad = t - (sl.stop - sl.start)
-        flat, cut = {}, {}
+        cut = {}
         for k, v in hist.items():
             if isinstance(v, torch.Tensor) and v.dim() >= 2 and v.shape[:2] == (b, th):
                 v = v[:, sl]
@@ -135,18 +139,8 @@ class TemporalFusion(nn.Module):
                 cut[k] = v
         if pad:
             cut['valid'][:, :pad] = False
-        valid = cut['valid'].bool()
-        rows = valid.reshape(-1).nonzero().squeeze(1)
-        out = None
-        if rows.numel():
-            for k, v in cut.items():
-                if k != 'valid':
-                    flat[k] = v.reshape(b * t, *v.shape[2:])[rows]
-            with torch.set_grad_enabled(self.history_grad and torch.is_grad_enabled()):
-                enc = bev_fn(flat)
-            enc = enc['bev'] if isinstance(enc, dict) else enc
-            out = enc.new_zeros(b * t, *enc.shape[1:])
-            out = out.index_copy(0, rows, enc).view(b, t, *enc.shape[1:])
+        with torch.set_grad_enabled(self.history_grad and torch.is_grad_enabled()):
+            out = encode_valid_rows(cut, cut['valid'].bool(), bev_fn)
         return out, cut
 
     def forward_train(self, bev_fn, bev: torch.Tensor, batch: dict) -> torch.Tensor:
