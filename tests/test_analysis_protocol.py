@@ -146,3 +146,131 @@ def test_markdown_and_error_bar_plot(tmp_path):
     assert '| new | 2 | 15.00 ± 1.00 | +3.00 [+0.50, +5.25] | better | 3.5 | ok |' in md
     plot(rows, 'miou', str(tmp_path / 'p.png'))
     assert (tmp_path / 'p.png').read_bytes()[:4] == b'\x89PNG'
+
+
+# ------------------------------------------------------------------ tools/ablate.py --seeds 2, end to end
+# A toy occupancy model on a 4 x 4 x 2 grid, scored by the real OccMetric: fast enough to
+# train 2 configs x 2 seeds in subprocesses, and its frame statistics are the real ones.
+import torch  # noqa: E402
+from mmengine.model import BaseModel  # noqa: E402
+from torch.utils.data import Dataset  # noqa: E402
+
+from occ.registry import DATASETS, MODELS  # noqa: E402
+
+TOY_GRID = (4, 4, 2)
+TOY_CLASSES = np.array([4, 11, 15, FREE])
+
+
+@DATASETS.register_module(force=True)
+class SeedToyOccDataset(Dataset):
+    """Features x [8] -> per-voxel class of argmax(x @ W) among car / road / manmade / free."""
+
+    def __init__(self, num=16, offset=0):
+        g = np.random.default_rng(99)
+        w = g.normal(size=(8, int(np.prod(TOY_GRID)), 4)).astype(np.float32)
+        self.x = np.random.default_rng(100 + offset).normal(size=(num, 8)).astype(np.float32)
+        self.y = TOY_CLASSES[np.einsum('nf,fvc->nvc', self.x, w).argmax(-1)].reshape(num, *TOY_GRID)
+        self.offset = offset
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {'x': torch.from_numpy(self.x[i]), 'voxel_semantics': torch.from_numpy(self.y[i].astype(np.uint8)),
+                'mask_camera': torch.ones(TOY_GRID, dtype=torch.uint8), 'sample_token': f'toy{self.offset + i:03d}'}
+
+
+@MODELS.register_module(force=True)
+class SeedToyOccModel(BaseModel):
+    def __init__(self):
+        super().__init__(data_preprocessor=dict(type='OccDataPreprocessor'))
+        self.fc = torch.nn.Linear(8, 18 * int(np.prod(TOY_GRID)))
+
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        logits = self.fc(inputs['x']).view(-1, 18, *TOY_GRID)
+        if mode == 'loss':
+            return {'loss_ce': torch.nn.functional.cross_entropy(logits, inputs['voxel_semantics'].long())}
+        if mode == 'predict':
+            sem = logits.argmax(1).to(torch.uint8).numpy()
+            return [{'semantics': s, 'sample_token': t} for s, t in zip(sem, inputs['sample_token'])]
+        return {'logits': logits}
+
+
+def _toy_config(path, lr):
+    import os.path as osp
+    root = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+    path.write_text('\n'.join([
+        f"_base_ = ['{root}/configs/_base_/default_runtime.py', '{root}/configs/_base_/schedules/cpu_demo.py']",
+        "custom_imports = dict(imports=['test_analysis_protocol'], allow_failed_imports=False)",
+        "model = dict(type='SeedToyOccModel')",
+        "train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,",
+        "    sampler=dict(type='DefaultSampler', shuffle=True),",
+        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=16))",
+        "test_dataloader = dict(batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),",
+        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=12, offset=50))",
+        "test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)",
+        "val_dataloader = test_dataloader",
+        "val_evaluator = test_evaluator",
+        "train_cfg = dict(max_iters=6, val_interval=1000)",
+        "param_scheduler = []",
+        f"optim_wrapper = dict(optimizer=dict(lr={lr}))",
+        "default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=1000))",
+    ]) + '\n')
+    return str(path)
+
+
+@pytest.mark.slow
+def test_ablate_seeds_mean_std_and_interval(tmp_path, monkeypatch):
+    import json
+    import os
+    import os.path as osp
+
+    from occ.analysis.ablate import main
+    from occ.evaluation import load_frame_table
+    here = osp.dirname(osp.abspath(__file__))
+    monkeypatch.setenv('PYTHONPATH', here + os.pathsep + os.environ.get('PYTHONPATH', ''))
+    base = _toy_config(tmp_path / 'toy_base.py', 0.0)        # untrained: its random init only
+    trained = _toy_config(tmp_path / 'toy_trained.py', 0.5)
+    root = str(tmp_path / 'abl')
+    rc = main([base, trained, '--seeds', '2', '--baseline', 'toy_base', '--work-root', root,
+               '--bootstrap', '200', '--metrics', 'miou,iou'])
+    assert rc == 0
+    runs = json.load(open(osp.join(root, 'ablation.json')))
+    assert [r['name'] for r in runs] == ['toy_base__seed0', 'toy_base__seed1',
+                                          'toy_trained__seed0', 'toy_trained__seed1']
+    summary = {r['name']: r for r in json.load(open(osp.join(root, 'ablation_summary.json')))}
+    by = {r['name']: r['metrics'] for r in runs}
+    for name in ('toy_base', 'toy_trained'):
+        vals = [by[f'{name}__seed{s}']['miou'] for s in range(2)]
+        assert vals[0] != vals[1]                      # the seeds differ
+        assert summary[name]['miou'] == pytest.approx((vals[0] + vals[1]) / 2)
+        assert summary[name]['miou_std'] == pytest.approx(abs(vals[0] - vals[1]) / math.sqrt(2))
+    # the interval, recomputed from the runs' per-frame statistics by loops on the same draws
+    tabs = {r['name']: load_frame_table(osp.join(root, r['name'], 'frame_stats.npz')) for r in runs}
+    tokens = tabs['toy_base__seed0'].tokens
+    assert len(tokens) == 12 and all(t.tokens == tokens for t in tabs.values())
+    seeds, frames = bootstrap_draws(np.random.default_rng(0), 200, 2, len(tokens))
+
+    def miou(tab, idx):
+        h = [[0] * 18 for _ in range(18)]
+        for f in idx:
+            for g in range(18):
+                for p in range(18):
+                    h[g][p] += int(tab.table['hist'][f, 0, g, p])
+        return _ref_miou(h)
+    reps = []
+    for r in range(200):
+        d = 0.0
+        for j in range(2):
+            s, idx = int(seeds[r, j]), [int(f) for f in frames[r, j]]
+            d += (miou(tabs[f'toy_trained__seed{s}'], idx) - miou(tabs[f'toy_base__seed{s}'], idx)) / 2
+        reps.append(d)
+    got = summary['toy_trained']['vs_baseline']['miou']
+    assert got['diff'] == pytest.approx(summary['toy_trained']['miou'] - summary['toy_base']['miou'])
+    assert got['lo'] == pytest.approx(_ref_percentile(reps, 2.5))
+    assert got['hi'] == pytest.approx(_ref_percentile(reps, 97.5))
+    assert got['verdict'] == verdict(got['lo'], got['hi'])
+    md = open(osp.join(root, 'ablation.md')).read()
+    assert f"{summary['toy_trained']['miou']:.2f} ± {summary['toy_trained']['miou_std']:.2f}" in md
+    assert f"[{got['lo']:+.2f}, {got['hi']:+.2f}] | {got['verdict']}" in md
+    assert open(osp.join(root, 'ablation.png'), 'rb').read(4) == b'\x89PNG'

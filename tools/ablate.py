@@ -7,6 +7,16 @@
 Each run trains and tests in its own process under ``<work-root>/<run>/``;
 ``<work-root>/ablation.md`` (metric, training time, peak memory per run),
 ``ablation.json`` and ``ablation.png`` are written atomically.
+
+Separating an effect from noise (occ/analysis/protocol.py):
+
+    python tools/ablate.py configs/ablations/temporal_t{0,2}.py --seeds 3 --baseline temporal_t0 \
+        --metrics miou,iou,miou_history_only --iters 480 --data-root data/temporal
+
+trains every config with seeds 0..2; ``ablation.md`` gives mean ± std over the
+seeds and, against the baseline, the paired difference with a 95 % bootstrap
+interval over evaluation frames and seeds, and a verdict (better / worse /
+within noise); ``ablation.png`` draws ± std error bars.
 """
 import os
 import sys

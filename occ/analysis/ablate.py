@@ -8,6 +8,15 @@ into ``ablation.json``, ``ablation.md`` (table) and ``ablation.png`` (plot).
 With ``--load-from CKPT`` nothing is trained: every run tests the same weights
 under its own config (e.g. one collaboration model at many bandwidth budgets,
 as Where2comm sweeps its threshold at inference time).
+
+Protocol (``occ.analysis.protocol``): ``--seeds N`` trains every run with seeds
+0..N-1 (``randomness.seed`` and the training set's augmentation seed; run
+``<name>__seed<k>``); ``ablation.md`` then gives mean ± std over the seeds per
+metric (``--metrics``) and, against ``--baseline NAME``, the paired difference
+with a 95 % interval (bootstrap over evaluation frames and seeds, mIoU recomputed
+from summed per-frame confusion matrices, which every run's OccMetric writes to
+``<run>/frame_stats.npz``) and a verdict: better, worse or within noise. The
+per-config numbers go to ``ablation_summary.json``; the plot draws ± std error bars.
 """
 from __future__ import annotations
 
@@ -82,6 +91,41 @@ def expand_runs(configs: list, grid: list) -> list:
     return runs
 
 
+FRAME_STATS = 'frame_stats.npz'      # per-frame statistics of a run's test (OccMetric frame_stats)
+
+
+def expand_seeds(runs: list, seeds: int) -> list:
+    """Each run ``seeds`` times (``<name>__seed<k>``, k = 0..seeds-1); every run gets its
+    ``group`` (the name without the seed) and ``seed_index``; one seed keeps names as they are
+    (and the config's own seed)."""
+    out = []
+    for run in runs:
+        for k in range(seeds):
+            r = dict(run, group=run['name'], seed_index=k)
+            if seeds > 1:
+                r.update(name=f"{run['name']}__seed{k}", seed=k)
+            out.append(r)
+    return out
+
+
+def protocol_options(run: dict, run_dir: str) -> dict:
+    """Config overrides a run needs beyond its grid point: its seed (``randomness.seed`` and an
+    OccDataset training set's augmentation ``seed``) and, when its test evaluator is OccMetric,
+    the per-frame statistics file for the paired bootstrap."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(run['config'])
+    out = {}
+    if run.get('seed') is not None:
+        out['randomness.seed'] = str(run['seed'])
+        ds = cfg.get('train_dataloader', {}).get('dataset', {})
+        if isinstance(ds, dict) and str(ds.get('type', '')).split('.')[-1] == 'OccDataset':
+            out['train_dataloader.dataset.seed'] = str(run['seed'])
+    ev = cfg.get('test_evaluator')
+    if isinstance(ev, dict) and str(ev.get('type', '')).split('.')[-1] == 'OccMetric':
+        out['test_evaluator.frame_stats'] = osp.join(run_dir, FRAME_STATS)
+    return out
+
+
 # ----------------------------------------------------------------------------- worker
 
 def worker(config: str, work_dir: str, options: dict, iters: int | None,
@@ -127,6 +171,9 @@ def collect(run: dict, run_dir: str, metric: str) -> dict:
     """One table row from a finished (or failed) run's files."""
     row = {'name': run['name'], 'config': run['config'], 'options': run['options'],
            'status': 'ok', metric: None}
+    row.update({k: run[k] for k in ('group', 'seed_index', 'seed') if k in run})
+    if osp.isfile(osp.join(run_dir, FRAME_STATS)):
+        row['frame_stats'] = osp.join(run_dir, FRAME_STATS)
     m_path, s_path = osp.join(run_dir, 'metrics.json'), osp.join(run_dir, 'train_stats.json')
     if osp.isfile(m_path):
         metrics = json.load(open(m_path))
@@ -198,10 +245,20 @@ def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
 
 def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = None,
                  metric: str = 'miou', logx: bool = False, env: dict | None = None,
-                 load_from: str | None = None) -> list:
+                 load_from: str | None = None,
+                 seeds: int = 1, baseline: str | None = None, metrics=None, n_boot: int = 1000) -> list:
     """Run every (config, grid point) in its own process, then write the table and the plot.
-    With ``load_from`` every run only tests that checkpoint."""
-    runs = expand_runs(configs, grid)
+    With ``load_from`` every run only tests that checkpoint. ``seeds`` > 1 trains each
+    ``seeds`` times; with several seeds or a ``baseline`` the table and plot follow the
+    protocol (mean ± std over seeds of ``metrics``; paired bootstrap against ``baseline``)."""
+    if seeds < 1:
+        raise ValueError(f'--seeds must be >= 1, got {seeds}')
+    if seeds > 1 and load_from is not None:
+        raise ValueError('--seeds trains each config several times; --load-from only tests one checkpoint')
+    runs = expand_seeds(expand_runs(configs, grid), seeds)
+    if baseline is not None and baseline not in {r['group'] for r in runs}:
+        raise ValueError(f'--baseline {baseline!r} is not one of the runs: '
+                         f'{sorted(dict.fromkeys(r["group"] for r in runs))}')
     os.makedirs(work_root, exist_ok=True)
     rows = []
     for i, run in enumerate(runs):
@@ -211,8 +268,9 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
             cmd += ['--iters', str(iters)]
         if load_from is not None:
             cmd += ['--load-from', load_from]
-        if run['options']:
-            cmd += ['--options'] + [f'{k}={v}' for k, v in run['options'].items()]
+        options = dict(run['options'], **protocol_options(run, run_dir))
+        if options:
+            cmd += ['--options'] + [f'{k}={v}' for k, v in options.items()]
         print(f'[{i + 1}/{len(runs)}] {run["name"]}', flush=True)
         t0 = time.perf_counter()
         proc_env = dict(os.environ, **(env or {}))
@@ -227,6 +285,14 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
             row['status'] = f'failed (exit {res.returncode}, see {run_dir})'
         rows.append(row)
     atomic_save_json(osp.join(work_root, 'ablation.json'), rows)
+    if seeds > 1 or baseline is not None:
+        from occ.analysis import protocol
+        keys = list(dict.fromkeys([metric] + list(metrics or [])))
+        summary = protocol.summarize(rows, keys, baseline, n_boot=n_boot)
+        atomic_save_json(osp.join(work_root, 'ablation_summary.json'), summary)
+        atomic_write_bytes(osp.join(work_root, 'ablation.md'), protocol.markdown(summary, keys).encode())
+        protocol.plot(summary, metric, osp.join(work_root, 'ablation.png'))
+        return rows
     atomic_write_bytes(osp.join(work_root, 'ablation.md'), markdown_table(rows, metric).encode())
     plot(rows, metric, osp.join(work_root, 'ablation.png'), logx=logx)
     return rows
@@ -251,6 +317,15 @@ def parse_args(argv=None):
     p.add_argument('--work-root', default='work_dirs/ablation')
     p.add_argument('--iters', type=int, default=None, help='override train_cfg.max_iters of every run')
     p.add_argument('--metric', default='miou', help='metric key to tabulate and plot (default miou)')
+    p.add_argument('--seeds', type=int, default=1, metavar='N',
+                   help='train every run with seeds 0..N-1; the table gives mean ± std over them')
+    p.add_argument('--baseline', default=None, metavar='NAME',
+                   help='run name (config stem [+ grid tag]) to compare every other run against: paired '
+                        'difference, 95 %% bootstrap interval over frames and seeds, verdict')
+    p.add_argument('--metrics', default='miou,iou', metavar='K1,K2',
+                   help='with --seeds/--baseline: metric keys of the table (default miou,iou; '
+                        'e.g. miou_history_only)')
+    p.add_argument('--bootstrap', type=int, default=1000, metavar='B', help='bootstrap replicates (default 1000)')
     p.add_argument('--logx', action='store_true', help='log x-axis for a numeric grid')
     p.add_argument('--load-from', default=None, metavar='CKPT',
                    help='do not train: test this checkpoint under every config')
@@ -277,9 +352,15 @@ def main(argv=None) -> int:
         p_err = f'{args.load_from}: checkpoint to test not found'
         print(p_err, file=sys.stderr)
         return 2
-    rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx,
-                        load_from=args.load_from)
-    print(markdown_table(rows, args.metric))
+    try:
+        rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx,
+                            seeds=args.seeds, baseline=args.baseline, n_boot=args.bootstrap,
+                            metrics=[k for k in args.metrics.split(',') if k],
+                            load_from=args.load_from)
+    except ValueError as e:            # bad --seeds / --baseline, before any run started
+        print(f'ablate: error: {e}', file=sys.stderr)
+        return 2
+    print(open(osp.join(args.work_root, 'ablation.md')).read())
     print(f'table: {osp.join(args.work_root, "ablation.md")}  plot: {osp.join(args.work_root, "ablation.png")}')
     if args.bandwidth_report is not None:
         tables = list(args.bandwidth_report) + [osp.join(args.work_root, 'ablation.json')]
