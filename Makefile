@@ -9,7 +9,7 @@ DEMO_DATA ?= data/demo
 DEMO_WORK ?= work_dirs/demo
 DEMO_CONFIG ?= configs/occ_cpu_demo.py
 
-.PHONY: demo test test-fast venv clean-demo
+.PHONY: demo test test-fast venv clean-demo device-wheels
 
 $(BIN)/.installed: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -41,3 +41,17 @@ test-fast: venv
 
 clean-demo:
 	rm -rf $(DEMO_DATA) $(DEMO_WORK)
+
+# Wheels for the GPU check (tools/device_check.sh, docs/PERFORMANCE.md "GPU check"): what the GPU
+# machine's python3 (3.12, torch preinstalled, no package registry) lacks, from
+# tools/device_requirements.txt, downloaded here for CPython 3.12 / manylinux x86-64 into an ignored
+# folder that the device tool carries (at most 64 MiB per command, working tree included).
+DEVICE_WHEELS ?= .device_wheels
+device-wheels:
+	mkdir -p $(DEVICE_WHEELS)
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(DEVICE_WHEELS) -r tools/device_requirements.txt
+	@du -ch $(DEVICE_WHEELS)/*.whl | tail -1 | sed 's/total/in $(DEVICE_WHEELS) (the carry limit is 64 MiB, working tree included)/'
+	@git ls-files -z --cached --others --exclude-standard | xargs -0 du -cb 2>/dev/null | tail -1 | \
+		awk '{printf "working tree that travels with it (tracked + untracked, not ignored): %.1f MiB\n", $$1 / 1048576}'
