@@ -161,7 +161,8 @@ class OccDataset(Dataset):
         if self.grid.ndim != 3 or not self.grid.tiles_range():
             raise ValueError(f'grid_voxel={grid_voxel} m does not tile the range {self.grid.pc_range}')
         label_range = (self.metadata.get('grid') or {}).get('pc_range')
-        if label_range is not None and not np.allclose(label_range, self.grid.pc_range, atol=1e-6):
+        if (load_labels and self.metadata.get('has_occ', True) and label_range is not None
+                and (len(label_range) != 6 or not np.allclose(label_range, self.grid.pc_range, atol=1e-6))):
             raise ValueError(f'{info_file}: the labels cover {tuple(label_range)} but the dataset '
                              f'pc_range is {self.grid.pc_range}')
         self.cameras = tuple(cameras)
