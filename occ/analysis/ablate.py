@@ -113,7 +113,7 @@ def protocol_options(run: dict, run_dir: str) -> dict:
     OccDataset training set's augmentation ``seed``) and, when its test evaluator is OccMetric,
     the per-frame statistics file for the paired bootstrap."""
     from mmengine.config import Config
-    cfg = Config.fromfile(run['config'])
+    cfg = Config.fromfile(run['config'], import_custom_modules=False)   # read only
     out = {}
     if run.get('seed') is not None:
         out['randomness.seed'] = str(run['seed'])
