@@ -21,7 +21,8 @@ def parse_args(argv=None):
     p.add_argument('config', help='config file (Python, mmengine style)')
     p.add_argument('--work-dir', help='where logs and checkpoints go (default work_dirs/<config name>)')
     p.add_argument('--resume', nargs='?', const='auto', default=None, metavar='CKPT',
-                   help='resume from CKPT, or from <work-dir>/last_checkpoint when no CKPT is given')
+                   help='resume from CKPT, or without CKPT from the newest complete checkpoint of the work dir '
+                        '(its last_checkpoint, or the newest iter_*.pth that verifies)')
     p.add_argument('--seed', type=int, default=None, help='random seed (overrides randomness.seed)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='override config entries, e.g. train_cfg.max_iters=200 amp=False')
