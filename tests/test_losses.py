@@ -224,3 +224,31 @@ def test_registry_ignore_mask_empty_and_bad_input(cfg):
         loss(logits, target[:, :2], None)
     with pytest.raises(ValueError, match='outside'):
         loss(logits, torch.full_like(target, 7), None)
+
+
+# ---------------------------------------------------------------- occupied-vs-free BCE
+@pytest.mark.parametrize('pos_weight', [1.0, 0.5])
+def test_occupancy_bce_matches_loop_values_and_gradients(pos_weight):
+    from occ.models.losses import OccupancyBCELoss
+    logits, target, mask = _case(seed=11, c=5, shape=(3, 2))
+    x1 = logits.clone().requires_grad_(True)
+    ours = OccupancyBCELoss(free_index=4, pos_weight=pos_weight, loss_weight=2.0)(x1, target, mask)
+    x2 = logits.clone().requires_grad_(True)
+    terms = []
+    for row, t in _valid_list(x2, target, mask):
+        p_free = torch.exp(row[4]) / torch.exp(row).sum()
+        terms.append(-pos_weight * torch.log(1 - p_free) if t != 4 else -torch.log(p_free))
+    ref = 2.0 * torch.stack(terms).mean()
+    torch.testing.assert_close(ours, ref)
+    ours.backward()
+    ref.backward()
+    torch.testing.assert_close(x1.grad, x2.grad)
+
+
+def test_occupancy_bce_is_stable_for_confident_logits_and_empty_masks():
+    from occ.models.losses import OccupancyBCELoss
+    loss = OccupancyBCELoss(free_index=2)
+    logits = torch.tensor([[[100.0], [-100.0], [-100.0]]])       # [B=1, C=3, N=1]: sure of class 0
+    assert torch.isfinite(loss(logits, torch.tensor([[2]]))).all()   # wrong and confident: large, finite
+    assert loss(logits, torch.tensor([[0]])).item() == pytest.approx(0.0, abs=1e-6)
+    assert loss(logits, torch.tensor([[0]]), torch.tensor([[False]])).item() == 0.0

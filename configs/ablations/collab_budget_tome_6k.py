@@ -1,3 +1,0 @@
-# Bandwidth sweep: confidence pre-selection (half the cells) + ToMe merging, fp16; 6400 bytes per message.
-_base_ = ['./collab_common.py']
-model = dict(collab=dict(strategy='tome', budget_bytes=6400))

@@ -1,3 +1,0 @@
-# Bandwidth sweep: Where2comm-style top-k confident cells, fp16, no merging; 2000 bytes per message.
-_base_ = ['./collab_common.py']
-model = dict(collab=dict(strategy='topk', budget_bytes=2000, select_ratio=None))
