@@ -1,5 +1,4 @@
-# Forecasting baseline: the current frame moved by the known ego motion into each
-# future frame (nearest voxel; cells from outside the grid are free).
-_base_ = ['./world_tokenizer_cpu.py']
-model = dict(_delete_=True, type='CopyLastForecaster', num_future={{_base_.num_future}}, ego_warp=True,
-             voxel_size={{_base_.grid_voxel}})
+# Forecasting baseline: the current ground-truth frame moved by the known ego motion into each
+# future frame (nearest voxel; cells from outside the grid are free): a static world.
+_base_ = ['./world_copy_last.py']
+model = dict(type='EgoWarpForecaster')

@@ -1,4 +1,5 @@
-"""World model: causality, tokenizer/quantizer accounting, restarts, sampling, ego-motion warp, dataset."""
+"""World model: causality, tokenizer/quantizer accounting, restarts, sampling, ego-motion warp, dataset,
+the two stages (OccTokenizerModel, OccForecasterModel) and their parts (anchors, context, frames)."""
 import math
 import os
 import pickle
@@ -8,10 +9,10 @@ import pytest
 import torch
 
 from occ.constants import FREE, IGNORE_INDEX, NUM_CLASSES
-from occ.data import occ_collate
+from occ.data import OccSequenceDataset, occ_collate
 from occ.geometry import OccGrid, warp_labels
-from occ.models.world import (CopyLastForecaster, OccSequenceDataset, OccTokenizer, OccWorldModel, TokenForecaster,
-                              VectorQuantizer, causal_mask, step_poses)
+from occ.models.world import (CopyLastForecaster, EgoWarpForecaster, OccForecasterModel, OccTokenizer,
+                              OccTokenizerModel, TokenForecaster, VectorQuantizer, causal_mask, step_poses)
 
 GRID = (16, 16, 4)
 
@@ -193,6 +194,8 @@ def test_tokenizer_shapes_and_decode_paths():
     assert torch.allclose(tok.decode_probs(onehot), out['logits'], atol=1e-5)
     with pytest.raises(ValueError, match='do not match grid'):
         tok(torch.zeros(1, 8, 8, 4, dtype=torch.uint8))
+    with pytest.raises(ValueError, match='takes no anchor'):
+        tok(labels, labels)
 
 
 # ------------------------------------------------------------------ ego motion
@@ -227,7 +230,7 @@ def test_ego_warp_on_a_hand_built_moving_grid():
     lab[:, :, 0][lab[:, :, 0] == FREE] = 11
     lab[9, :, 1] = 15                    # a wall at the far front edge
     cur, fut = _pose(100, 50, 0), _pose(102, 50, 0)        # the ego drives 2 m forward
-    model = CopyLastForecaster(num_future=1, ego_warp=True, pc_range=pc_range, voxel_size=v)
+    model = EgoWarpForecaster(num_future=1, pc_range=pc_range, voxel_size=v)
     out = model.forecast(torch.from_numpy(lab)[None], cur[None], fut[None, None])[0, 0].numpy()
     assert out[4, 5, 0] == 4 and (out[:, :, 0] == 4).sum() == 1      # 2 cells closer
     assert (out[7, :, 1] == 15).all()
@@ -264,23 +267,30 @@ def _batch(b=2, t=2, h=3, seed=0):
             'sample_token': ['a', 'b']}
 
 
+_TOK = dict(type='OccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8, num_codes=16)
+_FC = dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2, max_frames=8)
+
+
 def _world(stage, **kw):
     torch.manual_seed(0)
-    return OccWorldModel(
-        tokenizer=dict(type='OccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8, num_codes=16),
-        forecaster=dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2,
-                        max_frames=8),
-        stage=stage, num_future=3, **kw)
+    if stage == 'tokenizer':
+        return OccTokenizerModel(tokenizer=_TOK, **kw)
+    return OccForecasterModel(tokenizer=_TOK, forecaster=_FC, num_future=3, **kw)
 
 
 def test_world_model_stages_train_the_right_parts(tmp_path):
-    tokm = _world('tokenizer', tokenizer_frames='context')
+    tokm = _world('tokenizer')
     losses = tokm(**tokm.data_preprocessor(_batch(), True), mode='loss')
     assert {'loss_rec_weightedce', 'loss_vq', 'perplexity', 'code_usage'} <= set(losses)
+    rec = tokm.eval()(**tokm.data_preprocessor(_batch(), False), mode='predict')
+    assert rec[0]['semantics'].shape == GRID and rec[0]['tokens'].shape == (4, 4)
     ckpt = tmp_path / 'tok.pth'
     torch.save({'state_dict': tokm.state_dict()}, ckpt)
 
+    # The tokenizer checkpoint loads when the Runner initialises the weights, not at build time.
     m = _world('forecaster', tokenizer_ckpt=str(ckpt)).train()
+    assert not torch.equal(m.tokenizer.quantizer.codebook, tokm.tokenizer.quantizer.codebook)
+    m.init_weights()
     assert torch.equal(m.tokenizer.quantizer.codebook, tokm.tokenizer.quantizer.codebook)
     assert not m.tokenizer.training
     losses = m(**m.data_preprocessor(_batch(), True), mode='loss')
@@ -293,7 +303,17 @@ def test_world_model_stages_train_the_right_parts(tmp_path):
     preds = m(**m.data_preprocessor(_batch(), False), mode='predict')
     assert [p['sample_token'] for p in preds] == ['a', 'b']
     assert preds[0]['semantics_future'].shape == (3,) + GRID and preds[0]['semantics_future'].dtype == np.uint8
-    assert preds[0]['semantics'].shape == GRID
+    np.testing.assert_array_equal(preds[0]['semantics'], _batch()['voxel_semantics'][0].numpy())
+
+
+def test_forecaster_stage_errors_name_the_tokenizer_checkpoint(tmp_path):
+    m = _world('forecaster', tokenizer_ckpt=str(tmp_path / 'missing'))
+    with pytest.raises(FileNotFoundError, match='missing'):
+        m.init_weights()
+    torch.save({'state_dict': {'forecaster.head.weight': torch.zeros(1)}}, tmp_path / 'fc.pth')
+    m = _world('forecaster', tokenizer_ckpt=str(tmp_path / 'fc.pth'))
+    with pytest.raises(RuntimeError, match='no tokenizer'):
+        m.init_weights()
 
 
 def test_world_model_sampling_is_seeded():
@@ -360,67 +380,66 @@ def test_sequence_dataset_history_future_and_padding(tmp_path):
         OccSequenceDataset(info, num_history=4, num_future=3, require_history=True, min_future=3)
 
 
-def test_evaluate_forecasters_scores_copy_baselines():
-    from occ.models.world import evaluate_forecasters, format_table
+def test_evaluate_models_scores_copy_baselines():
+    from occ.evaluation import evaluate_models, forecast_table
+    rng = (-8.0, -8.0, -1.0, 8.0, 8.0, 3.0)
     b = _batch()
     static = _batch()
     # A world that does not change: copy-last is perfect at every horizon.
     static['future_semantics'] = static['voxel_semantics'][:, None].repeat(1, 3, 1, 1, 1)
-    res = evaluate_forecasters({'copy': CopyLastForecaster(num_future=3)}, [static], 3)
-    assert res['samples'] == 2
-    assert all(res['copy'][h]['miou'] == 1.0 and res['copy'][h]['iou'] == 1.0 for h in ('0.5s', '1s', '1.5s'))
-    assert res['copy']['avg']['horizons'] == ['1s']
+    res = evaluate_models({'copy': CopyLastForecaster(num_future=3, pc_range=rng, voxel_size=1.0)}, [static], rng)
+    s = res['copy']['summary']
+    assert s['num_frames'] == 2 and s['miou'] == 100.0          # the current frame is the input
+    assert all(s['forecast'][h]['miou'] == 100.0 and s['forecast'][h]['iou'] == 100.0
+               for h in ('0.5s', '1s', '1.5s'))
+    assert s['forecast']['avg']['horizons'] == ['1s'] and 'forecast_split' in s
+    assert res['copy']['frames'].tokens == ['a', 'b'] and res['copy']['frames'].table['future'].shape[0] == 2
     # Against random futures it is imperfect, and the future frame past the scene end is skipped.
-    res = evaluate_forecasters({'copy': CopyLastForecaster(num_future=3)}, [b], 3)
-    assert res['copy']['1s']['miou'] < 0.2
-    table = format_table(res, 3)
+    res = evaluate_models({'copy': CopyLastForecaster(num_future=3, pc_range=rng, voxel_size=1.0)}, [b], rng)
+    assert res['copy']['summary']['forecast']['1s']['miou'] < 20
+    table = forecast_table(res)
     assert table.count('\n') == 2 and '| copy |' in table
+    assert '| copy |' in forecast_table(res, ('static_miou', 'dynamic_miou', 'moving_miou'), split=True)
 
 
 def test_world_configs_build():
-    from occ.engine import load_config
-    from occ.registry import MODELS
-    for name, kind in (('world_tokenizer_cpu', OccWorldModel), ('world_forecaster_cpu', OccWorldModel),
-                       ('world_copy_last', CopyLastForecaster), ('world_ego_warp', CopyLastForecaster)):
-        cfg = load_config(os.path.join(os.path.dirname(__file__), '..', 'configs', name + '.py'))
-        model = MODELS.build(cfg.model)
-        assert isinstance(model, kind)
-        assert cfg.train_dataloader.dataset.type == 'OccSequenceDataset'
-    assert model.ego_warp and cfg.model.voxel_size == 0.8
+    from mmengine.config import Config
 
-
-def test_residual_world_configs_build():
-    from occ.engine import load_config
     from occ.registry import MODELS
     root = os.path.join(os.path.dirname(__file__), '..', 'configs')
     built = {}
-    for name in ('world_residual_tokenizer_cpu', 'world_residual_forecaster_cpu', 'world_residual_camera_tokenizer_cpu',
+    for name in ('world_tokenizer_cpu', 'world_forecaster_cpu', 'world_copy_last', 'world_ego_warp',
+                 'world_residual_tokenizer_cpu', 'world_residual_forecaster_cpu', 'world_residual_camera_tokenizer_cpu',
                  'world_residual_camera_cpu', 'world_copy_last_camera', 'world_ego_warp_camera'):
-        cfg = load_config(os.path.join(root, name + '.py'))
-        assert cfg.train_dataloader.dataset.info_file == 'data/demo/occ_infos_train.pkl'
+        cfg = Config.fromfile(os.path.join(root, name + '.py'))         # stock mmengine
+        assert cfg.test_dataloader.dataset.type == 'OccSequenceDataset'
         assert cfg.test_dataloader.dataset.info_file == 'data/demo/occ_infos_val.pkl'
         built[name] = (cfg, MODELS.build(cfg.model))
+    kinds = {'world_tokenizer_cpu': OccTokenizerModel, 'world_forecaster_cpu': OccForecasterModel,
+             'world_copy_last': CopyLastForecaster, 'world_ego_warp': EgoWarpForecaster}
+    for name, kind in kinds.items():
+        assert type(built[name][1]) is kind
     tok = built['world_residual_tokenizer_cpu'][1]
-    assert isinstance(tok.tokenizer, ConditionalOccTokenizer) and tok.conditional and tok.stage == 'tokenizer'
-    fc = built['world_residual_forecaster_cpu'][1]
-    assert fc.stage == 'forecaster' and fc.context_source == 'gt' and fc.forecaster.anchor_adapter is not None
+    assert isinstance(tok.tokenizer, ConditionalOccTokenizer) and isinstance(tok.frames, AnchoredPairs)
+    fc_cfg, fc = built['world_residual_forecaster_cpu']
+    assert isinstance(fc.context, GroundTruthContext) and fc.forecaster.anchor_adapter is not None
+    assert fc.anchors.prior_boost == 16 and fc.anchors.band_from_previous
+    assert fc_cfg.model.tokenizer == built['world_residual_tokenizer_cpu'][0].model.tokenizer
     cam_cfg, cam = built['world_residual_camera_cpu']
-    assert cam.context_source == 'camera' and cam.forecaster.bev_adapter.in_channels == 64
+    assert isinstance(cam.context, CameraContext) and cam.forecaster.bev_adapter.in_channels == 64
     assert cam_cfg.test_dataloader.dataset.camera_cache == cam_cfg.train_dataloader.dataset.camera_cache
-    assert built['world_residual_camera_tokenizer_cpu'][1].camera_anchor_prob > 0
+    assert built['world_residual_camera_tokenizer_cpu'][1].frames.camera_anchor_prob > 0
     base = built['world_ego_warp_camera'][1]
-    assert base.ego_warp and base.source_key == 'context_camera_semantics'
+    assert type(base) is EgoWarpForecaster and base.source_key == 'context_camera_semantics'
 
 
 def test_world_model_camera_driven_mode():
     torch.manual_seed(0)
-    m = OccWorldModel(
-        tokenizer=dict(type='OccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8, num_codes=16),
-        forecaster=dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2,
-                        max_frames=8, bev_channels=5, bev_stride=4),
-        stage='forecaster', num_future=3)
+    m = OccForecasterModel(tokenizer=_TOK, forecaster=dict(_FC, bev_channels=5, bev_stride=4),
+                           context=dict(type='CameraContext'), num_future=3)
     b = _batch()
     b['context_bev'] = torch.randn(2, 3, 5, 16, 16)
+    b['context_camera_semantics'] = torch.randint(0, NUM_CLASSES, (2, 3) + GRID).to(torch.uint8)
     losses = m(**m.data_preprocessor(b, True), mode='loss')
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert m.forecaster.bev_adapter.weight.grad is not None and m.forecaster.bev_adapter.weight.grad.abs().sum() > 0
@@ -437,9 +456,9 @@ def test_world_model_camera_driven_mode():
 
 
 # ------------------------------------------------------------------ residual (conditional) world model
-from occ.models.world import (ConditionalOccTokenizer, anchor_bev, anchor_prior, anchor_sources,  # noqa: E402
-                              warp_sequence)
-from occ.models.world.camera_cache import cache_camera_outputs, load_camera_frame  # noqa: E402
+from occ.data.camera_cache import cache_camera_outputs, load_camera_frame  # noqa: E402
+from occ.models.world import (AnchoredPairs, CameraContext, ConditionalOccTokenizer, EgoWarpAnchors,  # noqa: E402
+                              GroundTruthContext, TokenizerOracle, anchor_bev, anchor_prior, anchor_sources)
 
 
 
@@ -449,17 +468,31 @@ def _ctok(**kw):
                                    num_codes=16, **kw)
 
 
-def _res_world(stage='forecaster', camera=False, **kw):
+RES_RANGE = (-8.0, -8.0, -1.0, 8.0, 8.0, 3.0)
+_CTOK = dict(type='ConditionalOccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8, num_codes=16)
+
+
+def _anchors(**kw):
+    return dict(type='EgoWarpAnchors', pc_range=RES_RANGE, voxel_size=1.0, **kw)
+
+
+def _res_world(stage='forecaster', camera=False, anchors=None, **kw):
     torch.manual_seed(0)
-    fc = dict(type='TokenForecaster', num_codes=16, token_shape=(4, 4), dim=16, depth=1, num_heads=2,
-              max_frames=8, anchor_channels=19 * GRID[2], anchor_stride=1)
+    if stage == 'tokenizer':
+        return OccTokenizerModel(tokenizer=_CTOK, frames=dict(type='AnchoredPairs', anchors=_anchors(), max_gap=3,
+                                                              **kw))
+    fc = dict(_FC, anchor_channels=19 * GRID[2], anchor_stride=1)
     if camera:
         fc.update(bev_channels=5, bev_stride=4)
-    return OccWorldModel(
-        tokenizer=dict(type='ConditionalOccTokenizer', grid_shape=GRID, embed_dim=4, channels=8, code_dim=8,
-                       num_codes=16),
-        forecaster=fc, stage=stage, num_future=3, pc_range=(-8.0, -8.0, -1.0, 8.0, 8.0, 3.0), voxel_size=1.0,
-        context_source='camera' if camera else 'gt', **kw)
+    return OccForecasterModel(tokenizer=_CTOK, forecaster=fc, anchors=_anchors(**(anchors or {})),
+                              context=dict(type='CameraContext' if camera else 'GroundTruthContext'),
+                              num_future=3, **kw)
+
+
+def _perturb_decoder(m):
+    """A decoder that does something (the residual layers start at zero)."""
+    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
+    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
 
 
 def _cam_batch(seed=0):
@@ -517,24 +550,51 @@ def test_anchor_bev_against_one_hot_pooling():
     assert torch.allclose(f, torch.nn.functional.avg_pool2d(ref, 4))
 
 
-def test_anchor_sources_and_warp_sequence():
+def test_anchor_sources_and_ego_warp_anchors():
     assert anchor_sources(8, 3) == [0, 0, 1, 2, 2, 2, 2, 2]    # future frames all on the current frame (2)
     lab = torch.randint(0, NUM_CLASSES, (1, 3) + GRID, generator=torch.Generator().manual_seed(0)).to(torch.uint8)
     poses = torch.stack([_pose(0, 0, 0), _pose(1, 0, 0), _pose(3, 0, 0), _pose(4, 0, 0)])[None]
-    rng = (-8.0, -8.0, -1.0, 8.0, 8.0, 3.0)
-    out = warp_sequence(lab, poses, anchor_sources(4, 3), rng, 1.0)
+    anchors = EgoWarpAnchors(RES_RANGE, 1.0)
+    out = anchors.sequence(lab, poses)
     assert out.shape == (1, 4) + GRID
     assert torch.equal(out[:, 0], lab[:, 0])
     # Frame 3 is anchored on frame 2 moved 1 m forward: one cell closer, the front row unknown.
     assert torch.equal(out[0, 3, :-1], lab[0, 2, 1:]) and (out[0, 3, -1] == IGNORE_INDEX).all()
     assert torch.equal(out[0, 2, :-2], lab[0, 1, 2:])
+    assert torch.equal(anchors.current(lab, poses), out[:, 2])
+    # calibration: + boost on the one-hot of known anchor cells only
+    logits = torch.zeros((1, NUM_CLASSES) + GRID)
+    boosted = EgoWarpAnchors(RES_RANGE, 1.0, prior_boost=2.0).calibrate(logits, out[:, 3])
+    known = out[0, 3] != IGNORE_INDEX
+    assert torch.equal(boosted[0].argmax(0)[known], out[0, 3][known].long())
+    assert (boosted[0][:, ~known] == 0).all() and float(boosted.sum()) == 2.0 * int(known.sum())
+    # band: only unknown cells are filled, from the previous forecast moved one step
+    prev = torch.full((1,) + GRID, 4, dtype=torch.uint8)
+    step = torch.eye(4)[None]
+    assert torch.equal(anchors.band(out[:, 3], prev, step), out[:, 3])             # option off
+    banded = EgoWarpAnchors(RES_RANGE, 1.0, band_from_previous=True).band(out[:, 3], prev, step)
+    assert (banded[0, -1] == 4).all() and torch.equal(banded[0, :-1], out[0, 3, :-1])
+
+
+def test_anchored_pairs_draw_valid_pairs_and_drop_boxes():
+    torch.manual_seed(0)
+    pairs = AnchoredPairs(_anchors(dropout=1.0), pairs_per_sample=3, max_gap=3)
+    labels, anchor = pairs.train_pairs(_batch())
+    assert labels.shape == (6,) + GRID and anchor.shape == (6,) + GRID
+    assert ((anchor == IGNORE_INDEX).flatten(1).sum(1) > 0).all()            # a blanked box in every anchor
+    cur, a = pairs.eval_pair(_batch())
+    assert torch.equal(cur, _batch()['voxel_semantics'])
+    b = _batch()
+    ref = EgoWarpAnchors(RES_RANGE, 1.0).warp(b['history']['voxel_semantics'][:, -1], b['ego2global'],
+                                             b['history']['ego2global'][:, -1])
+    assert torch.equal(a, ref)
 
 
 def test_residual_rollout_with_zero_residual_is_the_ego_warp_baseline():
     m = _res_world().eval()
     b = _batch()
     pred = np.stack([p['semantics_future'] for p in m(**m.data_preprocessor(b, False), mode='predict')])
-    base = CopyLastForecaster(num_future=3, ego_warp=True, pc_range=m.pc_range, voxel_size=1.0)
+    base = EgoWarpForecaster(num_future=3, pc_range=RES_RANGE, voxel_size=1.0)
     ref = base.forecast(b['voxel_semantics'], b['ego2global'], b['future_ego2global']).numpy()
     np.testing.assert_array_equal(pred, ref)
 
@@ -542,13 +602,14 @@ def test_residual_rollout_with_zero_residual_is_the_ego_warp_baseline():
 def test_residual_model_trains_and_predicts_without_reading_the_future():
     tokm = _res_world('tokenizer', pairs_per_sample=2)
     losses = tokm(**tokm.data_preprocessor(_batch(), True), mode='loss')
+    assert tokm.eval()(**tokm.data_preprocessor(_batch(), False), mode='predict')[0]['semantics'].shape == GRID
+    tokm.train()
     assert {'loss_rec_weightedce', 'loss_vq', 'perplexity', 'code_usage'} <= set(losses)
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert tokm.tokenizer.residual.weight.grad.abs().sum() > 0
 
     m = _res_world()
-    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)     # a decoder that does something
-    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    _perturb_decoder(m)
     losses = m(**m.data_preprocessor(_batch(), True), mode='loss')
     assert {'loss_token', 'loss_occ_weightedce', 'token_acc'} <= set(losses)
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
@@ -571,8 +632,7 @@ def test_residual_model_trains_and_predicts_without_reading_the_future():
 
 def test_residual_teacher_forcing_is_causal_through_the_anchors():
     m = _res_world().eval()
-    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
-    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    _perturb_decoder(m)
     b = _batch()
     base = m.teacher_forced(m.data_preprocessor(b, False)['inputs'])['logits']   # S = 6 frames, 5 outputs
     s = 4                                          # perturb frame 4 (the 2nd future frame)
@@ -592,8 +652,7 @@ def test_residual_sampling_is_seeded():
     outs = []
     for seed in (4, 4, 5):
         m = _res_world(temperature=1.0, sample_seed=seed).eval()
-        torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
-        torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+        _perturb_decoder(m)
         outs.append(m(**m.data_preprocessor(_batch(), False), mode='predict')[0]['semantics_future'])
     np.testing.assert_array_equal(outs[0], outs[1])
     assert not np.array_equal(outs[0], outs[2])
@@ -601,8 +660,7 @@ def test_residual_sampling_is_seeded():
 
 def test_camera_mode_never_reads_ground_truth_context_or_current_labels():
     m = _res_world(camera=True)
-    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
-    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    _perturb_decoder(m)
     losses = m(**m.data_preprocessor(_cam_batch(), True), mode='loss')
     sum(v for k, v in losses.items() if k.startswith('loss')).backward()
     assert m.forecaster.bev_adapter.weight.grad.abs().sum() > 0
@@ -670,20 +728,101 @@ def test_camera_cache_round_trip_into_sequences(tmp_path):
         load_camera_frame(str(tmp_path / 'cache'), 'nope')
 
 
-def test_soft_decoding_and_band_from_previous_read_no_future():
-    m = _res_world(decode_soft=True, band_from_previous=True, decode_prior_boost=16.0).eval()
+def test_band_from_previous_reads_no_future_and_oracle_reads_it():
+    m = _res_world(anchors=dict(band_from_previous=True, prior_boost=16.0)).eval()
     b = _batch()
     zero = np.stack([p['semantics_future'] for p in m(**m.data_preprocessor(b, False), mode='predict')])
-    ref = CopyLastForecaster(num_future=3, ego_warp=True, pc_range=m.pc_range, voxel_size=1.0).forecast(
+    ref = EgoWarpForecaster(num_future=3, pc_range=RES_RANGE, voxel_size=1.0).forecast(
         b['voxel_semantics'], b['ego2global'], b['future_ego2global']).numpy()
     np.testing.assert_array_equal(zero[:, 0], ref[:, 0])        # zero residual, first step: ego-warp
-    torch.nn.init.normal_(m.tokenizer.residual.weight, std=1.0)
-    torch.nn.init.normal_(m.tokenizer.change[-1].weight, std=1.0)
+    _perturb_decoder(m)
     p1 = m(**m.data_preprocessor(b, False), mode='predict')
     b['future_semantics'] = (b['future_semantics'] + 1) % NUM_CLASSES
     p2 = m(**m.data_preprocessor(b, False), mode='predict')
     for a, c in zip(p1, p2):
         np.testing.assert_array_equal(a['semantics_future'], c['semantics_future'])
-    m.band_from_previous = False                              # the option does something (can fail)
+    m.anchors.band_from_previous = False                      # the option does something (can fail)
     p3 = m(**m.data_preprocessor(b, False), mode='predict')
     assert any(not np.array_equal(a['semantics_future'], c['semantics_future']) for a, c in zip(p1, p3))
+    # The oracle decodes the future frames' own tokens: zero residual = ego-warp, and it reads the future.
+    torch.manual_seed(0)
+    oracle = TokenizerOracle(tokenizer=_CTOK, anchors=_anchors(), num_future=3).eval()
+    b = _batch()
+    out = np.stack([p['semantics_future'] for p in oracle(**oracle.data_preprocessor(b, False), mode='predict')])
+    np.testing.assert_array_equal(out, ref)
+    _perturb_decoder(oracle)
+    o1 = oracle(**oracle.data_preprocessor(b, False), mode='predict')[0]['semantics_future']
+    b['future_semantics'] = (b['future_semantics'] + 1) % NUM_CLASSES
+    o2 = oracle(**oracle.data_preprocessor(b, False), mode='predict')[0]['semantics_future']
+    assert not np.array_equal(o1, o2)
+
+
+# ------------------------------------------------------------------ both stages with stock mmengine
+@pytest.fixture(scope='module')
+def seq_root(tmp_path_factory):
+    """2 scenes x 12 keyframes (one each for train and val): 4 past + current + 6 future frames fit."""
+    from fixtures_data import load_tool, write_micro_nuscenes
+    root = write_micro_nuscenes(str(tmp_path_factory.mktemp('world_seq')), scenes=2, frames=12)
+    assert load_tool('create_data').main(['--root', root, '--no-progress']) == 0
+    return root
+
+
+def _stock(name, root, work_dir, iters=2):
+    """``Config.fromfile`` as it is, the datasets moved to ``root``, a 2-iteration schedule."""
+    from mmengine.config import Config
+    cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), '..', 'configs', name))
+    for key in ('train_dataloader', 'test_dataloader'):
+        ds = cfg[key].dataset
+        ds.data_root, ds.info_file = root, os.path.join(root, os.path.basename(ds.info_file))
+        cfg[key].batch_size = 1
+    cfg.train_cfg.max_iters = iters
+    cfg.param_scheduler = [dict(type='ConstantLR', factor=1.0, by_epoch=False, begin=0, end=iters)]
+    cfg.work_dir = str(work_dir)
+    return cfg
+
+
+def test_both_stages_train_and_test_with_stock_mmengine(seq_root, tmp_path):
+    from mmengine.runner import Runner
+    r1 = Runner.from_cfg(_stock('world_residual_tokenizer_cpu.py', seq_root, tmp_path / 'tok'))
+    r1.train()
+    rec = r1.test()
+    assert 0 <= rec['miou'] <= 100 and 'forecast_miou_1s' not in rec         # stage 1: reconstruction
+    cfg = _stock('world_residual_forecaster_cpu.py', seq_root, tmp_path / 'fc')
+    assert cfg.model.tokenizer_ckpt == 'work_dirs/world_residual_tokenizer_cpu'
+    cfg.model.tokenizer_ckpt = str(tmp_path / 'tok')                          # stage 1's work dir
+    r2 = Runner.from_cfg(cfg)
+    r2.train()
+    tok1 = r1.model.tokenizer.state_dict()
+    assert all(torch.equal(v, tok1[k]) for k, v in r2.model.tokenizer.state_dict().items())   # frozen, loaded
+    out = r2.test()
+    for key in ('forecast_miou_1s', 'forecast_iou_3s', 'forecast_static_miou_avg', 'forecast_dynamic_miou_2s',
+                'forecast_moving_miou_avg'):
+        assert key in out
+    assert math.isfinite(out['forecast_miou_avg'])
+
+
+def test_world_report_pairs_models_on_the_same_frames(seq_root, tmp_path):
+    """tools/eval_world.py's library: checkpoints from work dirs, baselines, oracle, paired intervals."""
+    from occ.analysis.world import report
+    from occ.engine import load_config
+    from occ.registry import MODELS
+    cfg = load_config(os.path.join(os.path.dirname(__file__), '..', 'configs', 'world_residual_forecaster_cpu.py'))
+    model = MODELS.build(dict(cfg.model, tokenizer_ckpt=None))
+    for k in range(2):                                   # two "seeds": the same untrained weights
+        d = tmp_path / ('world_residual_forecaster_cpu' + ('' if k == 0 else f'__seed{k}'))
+        d.mkdir()
+        torch.save({'state_dict': model.state_dict(), 'meta': {}}, d / 'iter_1.pth')
+        (d / 'last_checkpoint').write_text('iter_1.pth')
+    root = os.path.join(os.path.dirname(__file__), '..', 'configs')
+    text = report([os.path.join(root, c) for c in ('world_residual_forecaster_cpu.py', 'world_ego_warp.py',
+                                                   'world_copy_last.py')],
+                  str(tmp_path), seeds=2, baseline='world_ego_warp', data_root=seq_root, oracle=True, n_boot=20,
+                  log=None)
+    assert '| world_residual_forecaster_cpu (2) |' in text and '| world_copy_last (1) |' in text
+    assert 'world_residual_forecaster_cpu (tokenizer oracle)' in text
+    assert 'forecast_dynamic_miou' in text and 'Paired differences to world_ego_warp' in text
+    import json
+    res = json.loads((tmp_path / 'world_eval.json').read_text())
+    same = res['paired']['world_residual_forecaster_cpu (tokenizer oracle)']['forecast_miou_avg']
+    assert same['replicates'] == 20 and same['lo'] <= same['diff'] <= same['hi']
+    assert len(res['results']['world_residual_forecaster_cpu']) == 2

@@ -7,7 +7,7 @@
 Runs the model in eval mode over the train and val info files in scene order
 (a streaming temporal model fuses its history as at test time) and writes
 <out>/<sample_token>.npz with ``bev`` float16 [C, X, Y] and ``semantics``
-uint8 [X, Y, Z] (occ.models.world.camera_cache).
+uint8 [X, Y, Z] (occ.data.camera_cache).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     import occ.models  # noqa: F401
     from occ.engine import load_config
     from occ.engine.checkpoint import CheckpointError, load_state_dict
-    from occ.models.world.camera_cache import cache_camera_outputs
+    from occ.data.camera_cache import cache_camera_outputs
     from occ.registry import DATASETS, MODELS
 
     try:                                  # first: a bad or booby-trapped checkpoint stops before any work

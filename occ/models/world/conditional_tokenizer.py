@@ -3,23 +3,12 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from occ.constants import FREE, IGNORE_INDEX, NUM_CLASSES
+from occ.constants import IGNORE_INDEX, NUM_CLASSES
 from occ.registry import MODELS
 
+from .anchors import anchor_prior
 from .tokenizer import OccTokenizer, ResBlock2d
-
-
-def anchor_prior(anchor: torch.Tensor) -> torch.Tensor:
-    """One-hot of an anchor grid [B, X, Y, Z] -> [B, 18, X, Y, Z]; unknown (255) cells count as free.
-
-    Free for unknown cells is what the ego-warp baseline predicts there, so a
-    decoder whose residual is zero reproduces that baseline exactly.
-    """
-    lab = anchor.long()
-    lab = torch.where(lab == IGNORE_INDEX, torch.full_like(lab, FREE), lab)
-    return F.one_hot(lab, NUM_CLASSES).permute(0, 4, 1, 2, 3).float()
 
 
 @MODELS.register_module()
@@ -28,7 +17,7 @@ class ConditionalOccTokenizer(OccTokenizer):
 
     The anchor of frame s is an earlier frame (s-1 for the tokenizer's
     context frames, the current frame t for every forecast t+h) warped into
-    frame s's ego frame by the known relative pose (``occ.geometry.warp_labels``, cells
+    frame s's ego frame by the known relative pose (``anchors.EgoWarpAnchors``, cells
     from outside the grid = 255 "unknown"). Both enter the encoder, so tokens
     only need to carry what the anchor does not: moving objects, cells that
     entered the grid. The decoder sees tokens and anchor and predicts a
@@ -134,7 +123,7 @@ class ConditionalOccTokenizer(OccTokenizer):
 
     def decode_probs(self, probs: torch.Tensor, anchor: torch.Tensor | None = None) -> torch.Tensor:
         """Soft tokens [B, K, x, y] + anchor -> logits (expected code vector, differentiable)."""
-        return self.decode(torch.einsum('bkxy,kd->bdxy', probs, self.quantizer.codebook), anchor)
+        return self.decode(self.quantizer.expected_vectors(probs), anchor)
 
     def forward(self, labels: torch.Tensor, anchor: torch.Tensor | None = None) -> dict:
         """labels, anchor [B, X, Y, Z] -> dict ``logits`` [B, 18, X, Y, Z], ``indices``, ``loss_vq``, usage stats."""
@@ -143,30 +132,4 @@ class ConditionalOccTokenizer(OccTokenizer):
         return q
 
 
-__all__ = ['ConditionalOccTokenizer', 'anchor_prior']
-
-
-def anchor_bev(anchor: torch.Tensor, stride: int) -> torch.Tensor:
-    """Class fractions of anchor grids per BEV cell and height: labels [B, X, Y, Z] -> [B, 19*Z, X/s, Y/s].
-
-    Channel ``c * Z + z`` is the fraction of the s x s voxels at height z of a
-    cell that have class c (c = 18: unknown, label 255). Built with a bincount,
-    so no [B, 19, X, Y, Z] one-hot is materialised (the forecaster's anchor input).
-    """
-    b, x, y, z = anchor.shape
-    if x % stride or y % stride:
-        raise ValueError(f'anchor_bev: grid {tuple(anchor.shape[1:])} not divisible by {stride}')
-    lab = anchor.long()
-    lab = torch.where(lab == IGNORE_INDEX, torch.full_like(lab, NUM_CLASSES), lab)
-    xs, ys = x // stride, y // stride
-    ix = torch.arange(x, device=lab.device).div(stride, rounding_mode='floor').view(1, x, 1, 1)
-    iy = torch.arange(y, device=lab.device).div(stride, rounding_mode='floor').view(1, 1, y, 1)
-    iz = torch.arange(z, device=lab.device).view(1, 1, 1, z)
-    ib = torch.arange(b, device=lab.device).view(b, 1, 1, 1)
-    ch = lab * z + iz                                                   # [B, X, Y, Z]
-    flat = ((ib * (NUM_CLASSES + 1) * z + ch) * xs + ix) * ys + iy
-    counts = torch.bincount(flat.reshape(-1), minlength=b * (NUM_CLASSES + 1) * z * xs * ys)
-    return counts.view(b, (NUM_CLASSES + 1) * z, xs, ys).float() / (stride * stride)
-
-
-__all__ += ['anchor_bev']
+__all__ = ['ConditionalOccTokenizer']

@@ -55,6 +55,10 @@ class VectorQuantizer(nn.Module):
         v = self.codebook[indices]                              # [B, ..., D]
         return v.movedim(-1, 1)
 
+    def expected_vectors(self, probs: torch.Tensor) -> torch.Tensor:
+        """A distribution over codes [B, K, ...] -> its expected code vector [B, D, ...]."""
+        return torch.einsum('bk...,kd->bd...', probs, self.codebook)
+
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for every row of ``flat`` [N, D] -> [N] long."""
         cb = self.codebook

@@ -89,34 +89,44 @@ class OccTokenizer(nn.Module):
         b, x, y, z, d = e.shape
         return e.permute(0, 3, 4, 1, 2).reshape(b, z * d, x, y)
 
-    def encode(self, labels: torch.Tensor) -> dict:
-        """labels [B, X, Y, Z] -> quantizer output (``quantized`` [B, D, x, y], ``indices`` [B, x, y], ...)."""
+    @staticmethod
+    def _no_anchor(anchor) -> None:
+        if anchor is not None:
+            raise ValueError('OccTokenizer reconstructs a frame on its own and takes no anchor '
+                             '(residual forecasting needs a ConditionalOccTokenizer)')
+
+    def encode(self, labels: torch.Tensor, anchor: None = None) -> dict:
+        """labels [B, X, Y, Z] -> quantizer output (``quantized`` [B, D, x, y], ``indices`` [B, x, y], ...).
+
+        ``anchor`` exists for a common signature with ``ConditionalOccTokenizer`` and must be None.
+        """
+        self._no_anchor(anchor)
         return self.quantizer(self.encoder(self.embed(labels)))
 
-    def decode(self, quantized: torch.Tensor) -> torch.Tensor:
+    def decode(self, quantized: torch.Tensor, anchor: None = None) -> torch.Tensor:
         """Code vectors [B, D, x, y] -> logits [B, 18, X, Y, Z]."""
+        self._no_anchor(anchor)
         out = self.decoder(quantized)                               # [B, Z*18, X, Y]
         b, _, x, y = out.shape
         z = self.grid_shape[2]
         return out.view(b, z, NUM_CLASSES, x, y).permute(0, 2, 3, 4, 1)
 
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+    def decode_indices(self, indices: torch.Tensor, anchor: None = None) -> torch.Tensor:
         """Tokens long [B, x, y] -> logits [B, 18, X, Y, Z]."""
-        return self.decode(self.quantizer.codes_to_vectors(indices))
+        return self.decode(self.quantizer.codes_to_vectors(indices), anchor)
 
-    def decode_probs(self, probs: torch.Tensor) -> torch.Tensor:
+    def decode_probs(self, probs: torch.Tensor, anchor: None = None) -> torch.Tensor:
         """Soft tokens [B, K, x, y] (a distribution over codes) -> logits [B, 18, X, Y, Z].
 
         The expected code vector keeps the decoded occupancy differentiable with
         respect to the forecaster's token distribution.
         """
-        vec = torch.einsum('bkxy,kd->bdxy', probs, self.quantizer.codebook)
-        return self.decode(vec)
+        return self.decode(self.quantizer.expected_vectors(probs), anchor)
 
-    def forward(self, labels: torch.Tensor) -> dict:
+    def forward(self, labels: torch.Tensor, anchor: None = None) -> dict:
         """labels [B, X, Y, Z] -> dict ``logits`` [B, 18, X, Y, Z], ``indices``, ``loss_vq``, usage stats."""
-        q = self.encode(labels)
-        q['logits'] = self.decode(q['quantized'])
+        q = self.encode(labels, anchor)
+        q['logits'] = self.decode(q['quantized'], anchor)
         return q
 
 

@@ -1,12 +1,26 @@
-"""Label-only occupancy sequences for the world model (no images are read)."""
+"""Label-only occupancy sequences for the world model (no images are read), and their batch layout.
+
+``OccSequenceDataset`` gives past, current and future label frames (each in its
+own ego frame) with their poses; ``SequenceBatch.of(batch)`` turns a collated
+batch into one [B, S, ...] sequence, the only view the world models read.
+"""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from occ.constants import IGNORE_INDEX
+from occ.data.camera_cache import load_camera_frame
 from occ.data.dataset import OccDataset
 from occ.registry import DATASETS
+
+# Camera-driven world model: the frozen camera model's BEV of every context frame,
+# float [B, T + 1, C, X, Y] (oldest first, current last, each in its own ego frame) ...
+CONTEXT_BEV_KEY = 'context_bev'
+# ... and its occupancy prediction (argmax) of the same frames, uint8 [B, T + 1, X, Y, Z].
+CONTEXT_CAMERA_KEY = 'context_camera_semantics'
 
 
 @DATASETS.register_module()
@@ -39,7 +53,7 @@ class OccSequenceDataset(OccDataset):
         require_history: keep only samples whose T past frames all exist.
         min_future: keep only samples with at least this many future frames.
         cache_labels: keep decoded label grids in memory (a 100x100x8 frame is 80 kB).
-        camera_cache: folder of cached camera-model outputs (``camera_cache.py``,
+        camera_cache: folder of cached camera-model outputs (``occ.data.camera_cache``,
             ``tools/cache_camera_bev.py``); adds ``context_bev`` float [T+1, C, X, Y] and
             ``context_camera_semantics`` uint8 [T+1, X, Y, Z] (history then current frame,
             each in its own ego frame) for the camera-driven world model.
@@ -82,7 +96,6 @@ class OccSequenceDataset(OccDataset):
     def _camera_frame(self, n: int) -> dict:
         token = self.infos[n]['token']
         if token not in self._camera:
-            from .camera_cache import load_camera_frame
             fr = load_camera_frame(self.camera_cache, token)
             self._camera[token] = {'bev': fr['bev'].astype(np.float16), 'semantics': fr['semantics']}
         return self._camera[token]
@@ -125,8 +138,8 @@ class OccSequenceDataset(OccDataset):
         extra = {}
         if self.camera_cache:
             cams = [self._camera_frame(n) for n in ctx_n + [n0]]
-            extra = {'context_bev': t(np.stack([c['bev'] for c in cams]).astype(np.float32)),
-                     'context_camera_semantics': t(np.stack([c['semantics'] for c in cams]))}
+            extra = {CONTEXT_BEV_KEY: t(np.stack([c['bev'] for c in cams]).astype(np.float32)),
+                     CONTEXT_CAMERA_KEY: t(np.stack([c['semantics'] for c in cams]))}
         return {**extra,
             'voxel_semantics': t(cur['semantics'].copy()), 'mask_camera': t(cur['mask_camera'].copy()),
             'mask_lidar': t(cur['mask_lidar'].copy()), 'ego2global': t(pose0),
@@ -137,3 +150,58 @@ class OccSequenceDataset(OccDataset):
             'sample_token': info['token'], 'scene_token': scene, 'scene_name': info['scene_name'],
             'frame_idx': int(f0),
         }
+
+
+@dataclass
+class SequenceBatch:
+    """A collated ``OccSequenceDataset`` batch as one sequence of S = T + 1 (+ H) frames.
+
+    Attributes:
+        labels: uint8 [B, S, X, Y, Z]: T past frames, the current one, then (``with_future``)
+            the H future frames (255 past the scene end).
+        valid: bool [B, S]: the frame exists (padding before the scene start and past its end is False).
+        poses: float [B, S, 4, 4] ego2global of every frame (always including the future's:
+            the motion is known at prediction time).
+        num_context: T + 1; frame ``num_context - 1`` is the current frame.
+    """
+
+    labels: torch.Tensor
+    valid: torch.Tensor
+    poses: torch.Tensor
+    num_context: int
+
+    @classmethod
+    def of(cls, batch: dict, with_future: bool = True) -> 'SequenceBatch':
+        """From a collated batch (``history``, ``voxel_semantics``, ``ego2global``, ``future_*``).
+
+        ``with_future=False`` leaves the future *labels* out (prediction must not read
+        them); the future poses stay.
+        """
+        cur = batch['voxel_semantics'][:, None]
+        labels, valid = [cur], [torch.ones(cur.shape[0], 1, dtype=torch.bool, device=cur.device)]
+        poses = [batch['ego2global'][:, None]]
+        hist = batch.get('history')
+        if hist and hist['voxel_semantics'].shape[1]:
+            labels.insert(0, hist['voxel_semantics'])
+            valid.insert(0, hist['valid'].bool())
+            poses.insert(0, hist['ego2global'])
+        n_ctx = sum(v.shape[1] for v in labels)
+        if 'future_ego2global' in batch:
+            poses.append(batch['future_ego2global'])
+        if with_future and 'future_semantics' in batch:
+            labels.append(batch['future_semantics'])
+            valid.append(batch['future_valid'].bool())
+        return cls(torch.cat(labels, 1), torch.cat(valid, 1), torch.cat(poses, 1), n_ctx)
+
+    @property
+    def context(self) -> torch.Tensor:
+        """Past + current labels [B, T + 1, X, Y, Z]."""
+        return self.labels[:, :self.num_context]
+
+    @property
+    def num_future(self) -> int:
+        """Future frames with poses (H)."""
+        return self.poses.shape[1] - self.num_context
+
+
+__all__ = ['OccSequenceDataset', 'SequenceBatch', 'CONTEXT_BEV_KEY', 'CONTEXT_CAMERA_KEY']

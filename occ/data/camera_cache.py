@@ -38,7 +38,7 @@ def cache_camera_outputs(model, dataset, cache_dir: str, overwrite: bool = False
     Returns:
         the number of frames written.
     """
-    from occ.data import occ_collate
+    from occ.data.collate import occ_collate
     model.eval()
     if hasattr(model, 'reset_temporal_state'):
         model.reset_temporal_state()
