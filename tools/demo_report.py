@@ -10,6 +10,14 @@ labels, writes it as the prediction of every held-out sample, scores model
 and prior with ``tools/eval_occ.py`` (same GT, same mask), and writes
 ``<work-dir>/report/report.md`` with the per-class table, the training
 curve and prediction-vs-GT pictures.
+
+With ``--unseen-root DIR`` (towns generated with a seed never used in
+development, ``create_data`` run on them, and ``tools/test.py ... --out
+<work-dir>/pred_unseen`` on their ``occ_infos_val.pkl``) the same model and the
+same training-split prior are also scored there and shown beside the held-out
+town, each with its per-class table, prior and geometry IoU. ``make demo`` does
+this for ``data/demo_unseen`` (``make_synthetic.py --seed 7919 --scenes 3
+--frames 8 --val-fraction 0.9``: all three towns held out).
 """
 from __future__ import annotations
 
@@ -37,6 +45,12 @@ def parse_args(argv=None):
     p.add_argument('--ray-iou', action='store_true', help='also compute RayIoU (slower)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
                    help='the same overrides given to train.py/test.py (e.g. data_root=...)')
+    p.add_argument('--unseen-root', default=None, metavar='DIR',
+                   help='also score the towns of an unseen seed: a root with occ_infos_val.pkl')
+    p.add_argument('--unseen-pred', default=None, metavar='DIR',
+                   help='model predictions on --unseen-root (default <work-dir>/pred_unseen)')
+    p.add_argument('--unseen-label', default='towns of an unseen seed',
+                   help='how the report names the --unseen-root set (e.g. "seed 7919, 3 towns")')
     p.add_argument('--require-beat', action='store_true',
                    help='exit with status 3 unless the model beats the prior on mIoU and dynamic mIoU')
     return p.parse_args(argv)
@@ -48,6 +62,35 @@ def run_eval(gt_root: str, info_file: str, pred: str, json_path: str, ray_iou: b
            '--ray-iou' if ray_iou else '--no-ray-iou']
     print('+', ' '.join(cmd), flush=True)
     subprocess.run(cmd, check=True)
+
+
+def evaluate_unseen(args, prior, label_grid) -> dict:
+    """Score the model's predictions and the training prior on ``--unseen-root``; a ``more_sets`` entry."""
+    from occ.analysis.prior import write_prior_predictions
+    from occ.data.infos import InfoFile
+    from occ.data.occ3d_io import load_occ3d_labels
+
+    root = args.unseen_root
+    info_file = osp.join(root, 'occ_infos_val.pkl')
+    infos = InfoFile.read(info_file, ('token', 'occ_path')).infos
+    if not infos:
+        raise SystemExit(f'{info_file}: no held-out samples (generate the unseen towns with --val-fraction 0.9)')
+    grid = load_occ3d_labels(osp.join(root, infos[0]['occ_path']))['semantics'].shape
+    if tuple(grid) != tuple(label_grid):
+        raise SystemExit(f'{root}: labels are {grid}, the training world\'s are {label_grid}; '
+                         'generate both with the same --voxel')
+    pred = args.unseen_pred or osp.join(args.work_dir, 'pred_unseen')
+    prior_dir = osp.join(args.work_dir, 'prior_pred_unseen')
+    write_prior_predictions(prior, info_file, prior_dir)
+    model_json = osp.join(args.work_dir, 'eval_model_unseen.json')
+    prior_json = osp.join(args.work_dir, 'eval_prior_unseen.json')
+    run_eval(root, info_file, pred, model_json, args.ray_iou)
+    run_eval(root, info_file, prior_dir, prior_json, args.ray_iou)
+    scenes = len({i.get('scene_token') for i in infos})
+    return dict(key='unseen', title=f'Unseen seed: {args.unseen_label}', model_json=model_json,
+                prior_json=prior_json,
+                description=f'{len(infos)} samples in {scenes} scene(s) of {root}, a world generated with a '
+                            'seed never used in development; same checkpoint, same training-split prior.')
 
 
 def main(argv=None) -> int:
@@ -82,6 +125,9 @@ def main(argv=None) -> int:
     prior_json = osp.join(args.work_dir, 'eval_prior.json')
     run_eval(data_root, val_info, pred_dir, model_json, args.ray_iou)
     run_eval(data_root, val_info, prior_dir, prior_json, args.ray_iou)
+    more_sets = []
+    if args.unseen_root:
+        more_sets.append(evaluate_unseen(args, prior, label_grid))
 
     pictures = []
     step = max(1, len(val_infos) // max(args.num_pictures, 1))
@@ -97,11 +143,19 @@ def main(argv=None) -> int:
         'model input': f"{tuple(cfg.train_dataloader.dataset.img_size)} per camera, "
                        f"{cfg.train_dataloader.dataset.grid_voxel} m model grid",
     }
-    summary = write_report(out_dir, model_json, prior_json, args.work_dir, pictures, info)
+    held_out = (f'{len(val_infos)} held-out samples in {len({i.get("scene_token") for i in val_infos})} '
+                f'scene(s) of the training world ({data_root}): towns the model never trained on.')
+    summary = write_report(out_dir, model_json, prior_json, args.work_dir, pictures, info,
+                           title='Held-out town', description=held_out, more_sets=more_sets)
     fmt = (lambda v: 'n/a' if v is None else f'{v:.1f}')
     print(f"mIoU          model {fmt(summary['model_miou'])}  prior {fmt(summary['prior_miou'])}")
     print(f"dynamic mIoU  model {fmt(summary['model_dynamic_miou'])}  prior {fmt(summary['prior_dynamic_miou'])}")
     print(f"geometry IoU  model {fmt(summary['model_iou'])}  prior {fmt(summary['prior_iou'])}")
+    if 'unseen' in summary:
+        u = summary['unseen']
+        print(f"{args.unseen_label}: mIoU model {fmt(u['model_miou'])} prior {fmt(u['prior_miou'])}, "
+              f"dynamic {fmt(u['model_dynamic_miou'])} / {fmt(u['prior_dynamic_miou'])}, "
+              f"geometry IoU {fmt(u['model_iou'])} / {fmt(u['prior_iou'])}")
     print(f'report: {osp.join(out_dir, "report.md")} ({time.perf_counter() - t0:.0f} s)')
     beats = summary['beats_prior_miou'] and summary['beats_prior_dynamic']
     print('the model beats the class prior' if beats else 'WARNING: the model does not beat the class prior')
