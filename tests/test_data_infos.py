@@ -213,3 +213,46 @@ def test_info_file_requires_what_the_reader_needs(tmp_path):
     for data, what in (([rec], 'got list'), ({'metadata': {}, 'infos': [3]}, 'record 0 is a int')):
         with pytest.raises(OccFileError, match=what):
             InfoFile.read(_write(tmp_path / 'j.pkl', data))
+
+
+def test_class_counts_recorded_per_split_equal_a_loop(micro_world):
+    """create_data records each split's voxels per class (camera-visible and all), counted by hand here."""
+    from occ.data.occ3d_io import load_occ3d_labels
+    for split in ('train', 'val'):
+        info = InfoFile.read(os.path.join(micro_world, f'occ_infos_{split}.pkl'))
+        counts = info.class_counts
+        assert counts is not None and set(counts) == {'camera', 'all'}
+        camera, every = [0] * 18, [0] * 18
+        for rec in info.infos:
+            lab = load_occ3d_labels(os.path.join(micro_world, rec['occ_path']))
+            for v, m in zip(lab['semantics'].reshape(-1).tolist(), lab['mask_camera'].reshape(-1).tolist()):
+                if v < 18:
+                    every[v] += 1
+                    camera[v] += int(m > 0)
+        assert counts['camera'] == camera and counts['all'] == every
+        assert sum(camera) > 0 and camera[17] < every[17]
+
+
+def test_class_weights_come_from_the_split_counts(micro_world, tmp_path):
+    """WeightedCELoss(class_counts=<info file>) uses the split's own counts; without them, Occ3D's (warned)."""
+    import torch
+
+    from occ.models.losses import OCC3D_CLASS_COUNTS, WeightedCELoss, class_weights_from_counts
+    path = os.path.join(micro_world, 'occ_infos_train.pkl')
+    loss = WeightedCELoss(class_weight='auto', class_counts=path)
+    assert loss.weight is None                      # nothing read before the first training step
+    logits, target = torch.randn(1, 18, 4, 4, 2), torch.randint(0, 18, (1, 4, 4, 2))
+    loss(logits, target)
+    own = class_weights_from_counts(InfoFile.read(path).class_counts['camera'])
+    np.testing.assert_allclose(loss.weight.numpy(), own)
+    assert not np.allclose(own, class_weights_from_counts(OCC3D_CLASS_COUNTS))
+    # An info file from before class counts were recorded: warn and use the Occ3D counts.
+    data = InfoFile.read(path).to_dict()
+    data['metadata'] = {k: v for k, v in data['metadata'].items() if k != 'class_counts'}
+    old = tmp_path / 'old_infos.pkl'
+    with open(old, 'wb') as f:
+        pickle.dump(data, f)
+    loss = WeightedCELoss(class_weight='auto', class_counts=str(old))
+    with pytest.warns(UserWarning, match='no class_counts'):
+        loss(logits, target)
+    np.testing.assert_allclose(loss.weight.numpy(), class_weights_from_counts(OCC3D_CLASS_COUNTS))

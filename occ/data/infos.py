@@ -15,7 +15,7 @@ import pickle
 import numpy as np
 from pyquaternion import Quaternion
 
-from occ.constants import CAMERA_NAMES, CLASS_NAMES, LIDAR_NAME
+from occ.constants import CAMERA_NAMES, CLASS_NAMES, LIDAR_NAME, NUM_CLASSES
 from occ.data.occ3d_io import OccFileError, occ3d_label_path
 from occ.geometry import OCC3D_RANGE
 from occ.utils.io import atomic_open
@@ -194,6 +194,27 @@ def label_grid(root: str, infos: list[dict]) -> dict:
     return {'pc_range': list(OCC3D_RANGE), 'voxel_size': None}
 
 
+def class_counts(root: str, infos: list[dict]) -> dict:
+    """Voxels per class (0..17) over a split's label files, at the label grid.
+
+    ``{'camera': [18 ints] over mask_camera voxels (what losses that use the
+    camera mask see), 'all': [18 ints] over every voxel}``; label 255 is not counted.
+    Losses derive class weights from these (``WeightedCELoss(class_counts=<info file>)``),
+    so a world's weights follow its own frequencies, not real Occ3D's.
+    """
+    from occ.data.occ3d_io import load_occ3d_labels
+    camera = np.zeros(NUM_CLASSES, np.int64)
+    every = np.zeros(NUM_CLASSES, np.int64)
+    for info in infos:
+        lab = load_occ3d_labels(os.path.join(root, info['occ_path']))
+        sem = lab['semantics'].reshape(-1)
+        keep = sem < NUM_CLASSES
+        every += np.bincount(sem[keep], minlength=NUM_CLASSES)
+        seen = keep & lab['mask_camera'].reshape(-1).astype(bool)
+        camera += np.bincount(sem[seen], minlength=NUM_CLASSES)
+    return {'camera': [int(v) for v in camera], 'all': [int(v) for v in every]}
+
+
 def read_cooperative(root: str) -> dict | None:
     """``cooperative.json`` of a connected-vehicle world -> sample token -> (agent_id, neighbours).
 
@@ -305,8 +326,11 @@ def build_infos(root: str, version: str | None = None, skip_missing_occ: bool = 
     for split, infos in out.items():
         infos.sort(key=lambda i: (i['scene_name'], i['timestamp']))
         grid = label_grid(root, infos) if has_occ else {'pc_range': list(OCC3D_RANGE), 'voxel_size': None}
-        result[split] = {'metadata': {'version': version, 'dataroot': root, 'splits_from': source,
-                                      'grid': grid, 'has_occ': has_occ},
+        metadata = {'version': version, 'dataroot': root, 'splits_from': source, 'grid': grid,
+                    'has_occ': has_occ}
+        if has_occ:
+            metadata['class_counts'] = class_counts(root, infos)
+        result[split] = {'metadata': metadata,
                          'infos': infos}
     return result, messages
 
@@ -431,6 +455,19 @@ class InfoFile:
         """``{'pc_range', 'voxel_size'}`` of the label files, when create_data recorded it."""
         grid = self.metadata.get('grid')
         return grid if isinstance(grid, dict) else None
+
+    @property
+    def class_counts(self) -> dict | None:
+        """``{'camera': [18], 'all': [18]}`` voxel counts per class of this split, when recorded."""
+        counts = self.metadata.get('class_counts')
+        if not isinstance(counts, dict):
+            return None
+        for key, value in counts.items():
+            if (not isinstance(value, (list, tuple)) or len(value) != NUM_CLASSES
+                    or any(not isinstance(v, (int, np.integer)) or v < 0 for v in value)):
+                raise OccFileError(f'{self.path}: metadata class_counts[{key!r}] must be {NUM_CLASSES} '
+                                   f'non-negative integers, got {value!r}')
+        return counts
 
     def to_dict(self) -> dict:
         return {'metadata': self.metadata, 'infos': self.infos}

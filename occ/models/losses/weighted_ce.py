@@ -1,6 +1,7 @@
 """Cross-entropy with class weights, explicit or derived from class frequencies."""
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,7 +60,14 @@ class WeightedCELoss(nn.Module):
     Args:
         class_weight: None (flat), a list of C weights, or 'auto' (weights from
             ``class_counts`` by ``class_weights_from_counts(method=auto_method)``).
-        class_counts: per-class counts for 'auto'; default ``OCC3D_CLASS_COUNTS``.
+        class_counts: per-class counts for 'auto': a list of C counts, or the path of a
+            training info file whose ``metadata['class_counts']`` (written by
+            ``tools/create_data.py``) holds the split's own counts; that file is read at the
+            first training step, so inference does not need it. A file without counts (an
+            older create_data) falls back to ``OCC3D_CLASS_COUNTS`` with a warning. Default
+            (None): ``OCC3D_CLASS_COUNTS``.
+        counts_region: which counts of an info file: 'camera' (camera-visible voxels, what
+            losses with ``use_mask_camera`` see; default) or 'all'.
         auto_method: 'enet' (default) or 'inv_sqrt'.
         num_classes: C, to check explicit weights and counts.
         label_smoothing: passed to F.cross_entropy.
@@ -67,16 +75,25 @@ class WeightedCELoss(nn.Module):
     """
 
     def __init__(self, class_weight: str | Sequence[float] | None = 'auto',
-                 class_counts: Sequence[float] | None = None, auto_method: str = 'enet',
-                 num_classes: int = 18, label_smoothing: float = 0.0, loss_weight: float = 1.0):
+                 class_counts: Sequence[float] | str | None = None, auto_method: str = 'enet',
+                 num_classes: int = 18, label_smoothing: float = 0.0, loss_weight: float = 1.0,
+                 counts_region: str = 'camera'):
         super().__init__()
+        self.counts_file = None
+        self.auto_method, self.num_classes, self.counts_region = auto_method, int(num_classes), counts_region
+        if counts_region not in ('camera', 'all'):
+            raise ValueError(f"WeightedCELoss: counts_region must be 'camera' or 'all', got {counts_region!r}")
         if isinstance(class_weight, str):
             if class_weight != 'auto':
                 raise ValueError(f"WeightedCELoss: class_weight must be 'auto', a list or None, got {class_weight!r}")
-            counts = OCC3D_CLASS_COUNTS if class_counts is None else class_counts
-            if len(counts) != num_classes:
-                raise ValueError(f'WeightedCELoss: {len(counts)} class counts for {num_classes} classes')
-            weight = torch.from_numpy(class_weights_from_counts(counts, auto_method))
+            if isinstance(class_counts, str):
+                self.counts_file = class_counts       # read at the first training step
+                weight = None
+            else:
+                counts = OCC3D_CLASS_COUNTS if class_counts is None else class_counts
+                if len(counts) != num_classes:
+                    raise ValueError(f'WeightedCELoss: {len(counts)} class counts for {num_classes} classes')
+                weight = torch.from_numpy(class_weights_from_counts(counts, auto_method))
         elif class_weight is None:
             weight = None
         else:
@@ -86,9 +103,25 @@ class WeightedCELoss(nn.Module):
         self.register_buffer('weight', weight, persistent=False)
         self.label_smoothing, self.loss_weight = float(label_smoothing), float(loss_weight)
 
+    def weights_from_info_file(self) -> torch.Tensor:
+        """Class weights from ``counts_file``'s recorded counts (OCC3D_CLASS_COUNTS when it has none)."""
+        from occ.data.infos import InfoFile
+        counts = InfoFile.read(self.counts_file).class_counts
+        if counts is None:
+            warnings.warn(f'{self.counts_file}: no class_counts in the metadata (re-run tools/create_data.py); '
+                          'WeightedCELoss uses the real Occ3D class counts')
+            counts = OCC3D_CLASS_COUNTS
+        else:
+            counts = counts[self.counts_region]
+        if len(counts) != self.num_classes:
+            raise ValueError(f'{self.counts_file}: {len(counts)} class counts for {self.num_classes} classes')
+        return torch.from_numpy(class_weights_from_counts(counts, self.auto_method))
+
     def forward(self, logits: torch.Tensor, target: torch.Tensor,
                 mask: torch.Tensor | None = None) -> torch.Tensor:
         """logits [B, C, ...], target long [B, ...], mask bool [B, ...] or None -> scalar."""
+        if self.weight is None and self.counts_file is not None:
+            self.weight = self.weights_from_info_file().to(logits.device)
         x, t = flatten_valid(logits, target, mask, type(self).__name__)
         if t.numel() == 0:
             return zero_loss(logits)
