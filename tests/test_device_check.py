@@ -24,10 +24,11 @@ from occ.analysis.device_check.runner import STATUSES
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
 
 
+@pytest.mark.slow
 def test_failed_section_is_recorded_and_dependants_skipped(tmp_path):
     out = tmp_path / 'dc.json'
     report = run_device_check(CheckOptions(out=str(out), device='cpu', tiny=True, world=str(tmp_path / 'nowhere'),
-                                           sections=['world', 'ray_iou', 'bev_pool'], budget_s=120),
+                                           sections=['world', 'ray_iou', 'bev_pool'], budget_s=300),
                               echo=lambda *a: None)
     on_disk = json.load(open(out))
     assert on_disk['summary'] == report['summary']
@@ -51,6 +52,36 @@ def test_section_past_its_cap_is_stopped(tmp_path):
         res = runner._run_section_process('world', opts, opts_path, None, 1.5, log)
     assert res['status'] == 'timeout' and res['seconds'] < 30
     assert 'cap' in res['reason']
+
+
+def test_sigterm_ends_the_running_section_and_keeps_the_report(tmp_path):
+    import signal
+    import time
+    out = tmp_path / 'dc.json'
+    work = tmp_path / 'work'
+    p = subprocess.Popen([sys.executable, osp.join(ROOT, 'tools', 'device_check.py'), '--device', 'cpu', '--tiny',
+                          '--sections', 'world', 'bev_pool', '--out', str(out), '--work-dir', str(work)],
+                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 60
+    while not (work / 'options.json').exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)                                 # the world section's process is running now
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(60) == 1, p.stdout.read()
+    report = json.load(open(out))
+    assert report['sections']['world']['status'] == 'error'
+    assert 'SIGTERM' in report['sections']['world']['error']
+    assert report['sections']['bev_pool'] == {'status': 'skipped', 'reason': 'the check was interrupted (SIGTERM)'}
+    # no section process is left behind (they run in their own sessions)
+    left = []
+    for pid in os.listdir('/proc'):
+        try:
+            cmd = open(f'/proc/{pid}/cmdline', 'rb').read().decode(errors='replace')
+        except OSError:
+            continue
+        if str(work) in cmd and '--child' in cmd:
+            left.append(cmd)
+    assert not left
 
 
 def test_budget_used_up_skips_everything(tmp_path):
@@ -120,9 +151,12 @@ def test_tiny_cpu_check_end_to_end(tmp_path):
     CUDA comparisons are skipped (no CUDA here), the CPU halves ran."""
     import torch
     out = tmp_path / 'dc.json'
-    env = dict(os.environ, OMP_NUM_THREADS='2')
+    env = dict(os.environ, OMP_NUM_THREADS='1')     # OpenMP threads on a shared machine only contend
+    # a budget above the default: on a loaded shared machine the tiny run can take several times its
+    # idle 2-3 minutes, and this test is about completeness, not speed
     r = subprocess.run([sys.executable, osp.join(ROOT, 'tools', 'device_check.py'), '--device', 'cpu', '--tiny',
-                        '--out', str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+                        '--budget', '1500', '--out', str(out)], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=1800)
     assert out.is_file(), r.stdout + r.stderr
     report = json.load(open(out))
     assert list(report['sections']) == list(SECTIONS)

@@ -95,7 +95,7 @@ def section(ctx) -> dict:
               'one_finite_loss_per_iter': len(losses) == iters and all(math.isfinite(v) for v in losses),
               'checkpoint_verified': ckpt_ok is True}
     if ctx.device == 'cuda':
-        checks['nccl_used'] = 'NCCL INFO' in out
+        checks['nccl_used'] = 'NCCL INFO' in out or 'NCCL version' in out
     if rc != 0:
         result['output_tail'] = out[-3000:]
     result['checks'] = checks

@@ -126,7 +126,8 @@ def torch_report() -> dict:
                                  'memory_gib': round(p.total_memory / 2 ** 30, 1),
                                  'multiprocessors': p.multi_processor_count})
         try:
-            r['nccl'] = '.'.join(map(str, torch.cuda.nccl.version()))
+            v = torch.cuda.nccl.version()
+            r['nccl'] = '.'.join(map(str, v)) if isinstance(v, (tuple, list)) else str(v)
         except Exception as e:   # noqa: BLE001
             r['nccl'] = f'unavailable: {e}'
         r['bf16_supported'] = torch.cuda.is_bf16_supported()

@@ -50,17 +50,19 @@ class Section:
 
 _P = 'occ.analysis.device_check.'
 # Order matters only for the budget: cheap correctness first, then speed, training and DDP.
+# Caps: (GPU machine, --tiny on CPU). The tiny caps are generous because a shared 2-core
+# machine can be 5-10x slower under load; idle, the whole tiny run takes about 2-3 minutes.
 SECTIONS: dict[str, Section] = {
-    'environment': Section(_P + 'environment:section', 60, 60),
-    'world': Section(_P + 'world:section', 120, 90),
-    'bev_pool': Section(_P + 'parity:bev_pool_section', 60, 40),
-    'sparse_head': Section(_P + 'parity:sparse_head_section', 60, 40),
-    'ray_iou': Section(_P + 'parity:ray_iou_section', 60, 40, needs_world=True),
-    'evaluator': Section(_P + 'parity:evaluator_section', 60, 40, needs_world=True),
-    'inference': Section(_P + 'inference:section', 90, 60, needs_world=True),
-    'train_flashocc': Section(_P + 'training:flashocc_section', 150, 120, needs_world=True),
-    'train_bevformer': Section(_P + 'training:bevformer_section', 150, 120, needs_world=True),
-    'ddp': Section(_P + 'ddp:section', 120, 90, needs_world=True),
+    'environment': Section(_P + 'environment:section', 60, 120),
+    'world': Section(_P + 'world:section', 120, 150),
+    'bev_pool': Section(_P + 'parity:bev_pool_section', 60, 90),
+    'sparse_head': Section(_P + 'parity:sparse_head_section', 60, 90),
+    'ray_iou': Section(_P + 'parity:ray_iou_section', 60, 90, needs_world=True),
+    'evaluator': Section(_P + 'parity:evaluator_section', 60, 90, needs_world=True),
+    'inference': Section(_P + 'inference:section', 90, 150, needs_world=True),
+    'train_flashocc': Section(_P + 'training:flashocc_section', 150, 240, needs_world=True),
+    'train_bevformer': Section(_P + 'training:bevformer_section', 150, 240, needs_world=True),
+    'ddp': Section(_P + 'ddp:section', 120, 240, needs_world=True),
 }
 
 
@@ -203,6 +205,14 @@ def run_child(name: str, opts_path: str, part_path: str, deadline: float, world_
 
 
 # ---------------------------------------------------------------------- parent side
+class Interrupted(Exception):
+    """SIGTERM/SIGINT reached the parent (e.g. the wrapper's hard time limit)."""
+
+
+def _raise_interrupted(signum, frame):
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def _log_tail(log_path: str, offset: int, lines: int = 40) -> str:
     try:
         with open(log_path, 'rb') as f:
@@ -213,9 +223,9 @@ def _log_tail(log_path: str, offset: int, lines: int = 40) -> str:
     return '\n'.join(text.splitlines()[-lines:])
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
     """End the section process and everything it started (its own session), TERM then KILL."""
-    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 10.0)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
@@ -252,6 +262,10 @@ def _run_section_process(name: str, opts: CheckOptions, opts_path: str, world_pa
         timed_out = True
         _kill_group(proc)
         rc = proc.returncode
+    except BaseException:
+        # the section runs in its own session: end it (and torchrun's workers) before we go
+        _kill_group(proc, wait_s=3.0)
+        raise
     seconds = round(time.time() - t0, 2)
     result = None
     if osp.isfile(part):
@@ -316,34 +330,52 @@ def run_device_check(opts: CheckOptions, echo=print) -> dict:
         'log': opts.log,
         'sections': {},
     }
+    old_handlers = {sig: signal.signal(sig, _raise_interrupted) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with open(opts.log, 'a', buffering=1) as log:
+            _run_sections(opts, opts_path, world_path, report, deadline, t_start, log, echo)
+    finally:
+        for sig, handler in old_handlers.items():
+            signal.signal(sig, handler)
+    return report
+
+
+def _run_sections(opts, opts_path, world_path, report, deadline, t_start, log, echo) -> None:
     have_world = False
-    with open(opts.log, 'a', buffering=1) as log:
-        log.write(f'\n===== device check {report["started"]} ({report["mode"]}, budget {opts.budget_s:.0f} s) =====\n')
-        for name in opts.sections:
-            sec = SECTIONS[name]
-            cap = sec.tiny_cap_s if opts.tiny else sec.cap_s
-            left = deadline - time.time() - FINAL_RESERVE_S
-            if sec.needs_world and not have_world:
-                result = {'status': 'skipped', 'reason': 'needs the synthetic world, which the world section '
-                                                          'did not produce (see sections.world)'}
-            elif left < MIN_SECTION_S:
-                result = {'status': 'skipped', 'reason': f'global time budget of {opts.budget_s:.0f} s used up'}
-            else:
-                log.write(f'\n===== section {name} (cap {min(cap, left):.0f} s) =====\n')
+    log.write(f'\n===== device check {report["started"]} ({report["mode"]}, budget {opts.budget_s:.0f} s) =====\n')
+    interrupted = None
+    for name in opts.sections:
+        sec = SECTIONS[name]
+        cap = sec.tiny_cap_s if opts.tiny else sec.cap_s
+        left = deadline - time.time() - FINAL_RESERVE_S
+        if interrupted:
+            result = {'status': 'skipped', 'reason': f'the check was interrupted ({interrupted})'}
+        elif sec.needs_world and not have_world:
+            result = {'status': 'skipped', 'reason': 'needs the synthetic world, which the world section '
+                                                      'did not produce (see sections.world)'}
+        elif left < MIN_SECTION_S:
+            result = {'status': 'skipped', 'reason': f'global time budget of {opts.budget_s:.0f} s used up'}
+        else:
+            log.write(f'\n===== section {name} (cap {min(cap, left):.0f} s) =====\n')
+            t0 = time.time()
+            try:
                 result = _run_section_process(name, opts, opts_path, world_path if have_world else None,
                                               min(cap, left), log)
-            if name == 'world' and result.get('status') == 'ok':
-                save_json(world_path, result['world'])
-                have_world = True
-            report['sections'][name] = result
-            report['elapsed_s'] = round(time.time() - t_start, 1)
-            save_json(opts.out, report)
-            echo(f'device_check: {name:<16} {result["status"]:<8} {result.get("seconds", 0):6.1f} s'
-                 + (f'  ({result.get("reason") or result.get("error")})'
-                    if result['status'] in ('skipped', 'error', 'timeout') else ''))
-        report['summary'] = {n: r['status'] for n, r in report['sections'].items()}
-        report['targets'] = _targets(report['sections'])
+            except Interrupted as e:          # its process group is already ended
+                interrupted = str(e)
+                result = {'status': 'error', 'error': f'interrupted by {e} while running',
+                          'seconds': round(time.time() - t0, 2)}
+        if name == 'world' and result.get('status') == 'ok':
+            save_json(world_path, result['world'])
+            have_world = True
+        report['sections'][name] = result
         report['elapsed_s'] = round(time.time() - t_start, 1)
         save_json(opts.out, report)
-        log.write(f'\n===== done in {report["elapsed_s"]} s: {json.dumps(report["summary"])} =====\n')
-    return report
+        echo(f'device_check: {name:<16} {result["status"]:<8} {result.get("seconds", 0):6.1f} s'
+             + (f'  ({result.get("reason") or result.get("error")})'
+                if result['status'] in ('skipped', 'error', 'timeout') else ''))
+    report['summary'] = {n: r['status'] for n, r in report['sections'].items()}
+    report['targets'] = _targets(report['sections'])
+    report['elapsed_s'] = round(time.time() - t_start, 1)
+    save_json(opts.out, report)
+    log.write(f'\n===== done in {report["elapsed_s"]} s: {json.dumps(report["summary"])} =====\n')
