@@ -104,8 +104,12 @@ def reduce_to_grid(labels: dict, target_shape: tuple, path: str) -> dict:
     if f < 1 or any(abs(x - f) > 1e-9 for x in factors):
         raise OccFileError(f'{path}: label grid {tuple(shape)} cannot be reduced to the model grid '
                            f'{tuple(target_shape)} (needs the same integer factor on every axis)')
-    sem, masks = downsample_labels(labels['semantics'], {k: v for k, v in labels.items() if k != 'semantics'}, f)
-    return {'semantics': sem, **masks}
+    grids = {k: v for k, v in labels.items() if 'semantics' not in k}
+    sem, masks = downsample_labels(labels['semantics'], grids, f)
+    out = {'semantics': sem, **masks}
+    if 'semantics_coop' in labels:      # a class grid too: majority vote, not a mask's any()
+        out['semantics_coop'] = downsample_labels(labels['semantics_coop'], {}, f)[0]
+    return out
 
 
 @DATASETS.register_module()
@@ -133,6 +137,10 @@ class OccDataset(Dataset):
         future_frame: 'current' or 'own' (see module docstring).
         load_neighbors: add the other agents' inputs (cooperative worlds); ``max_neighbors`` K
             (default: the most any sample has).
+        coop_labels: cooperative labels (worlds generated with ``--agents`` > 1, data/README.md):
+            ``voxel_semantics`` from ``semantics_coop`` (objects any connected vehicle's LiDAR
+            observes) and ``mask_camera_coop`` (voxels any vehicle's cameras see) beside the ego's
+            ``mask_camera``; train on it with the model's ``loss_mask_key='mask_camera_coop'``.
         load_depth: add ``depth`` [N, H, W] from ``depth_source`` 'lidar' or 'dense'.
         load_labels: read labels (False for unlabeled test sets).
         test_mode: no random augmentation.
@@ -144,7 +152,8 @@ class OccDataset(Dataset):
                  num_history: int = 0, history_stride: int = 1, history_mask_frames: int | None = None,
                  num_future: int = 0,
                  future_frame: str = 'current', load_neighbors: bool = False,
-                 max_neighbors: int | None = None, load_depth: bool = False, depth_source: str = 'lidar',
+                 max_neighbors: int | None = None, coop_labels: bool = False, load_depth: bool = False,
+                 depth_source: str = 'lidar',
                  load_labels: bool = True, test_mode: bool = False, seed: int = 0):
         super().__init__()
         if depth_source not in ('lidar', 'dense'):
@@ -175,6 +184,7 @@ class OccDataset(Dataset):
         self.num_future, self.future_frame = int(num_future), future_frame
         self.load_neighbors, self.load_depth, self.depth_source = load_neighbors, load_depth, depth_source
         self.load_labels = load_labels and self.metadata.get('has_occ', True)
+        self.coop_labels = bool(coop_labels)
         self.seed, self.epoch = int(seed), 0
         self._by_frame = {(i['scene_token'], i['frame_idx']): n for n, i in enumerate(self.infos)}
         self._by_token = {i['token']: n for n, i in enumerate(self.infos)}
@@ -222,7 +232,7 @@ class OccDataset(Dataset):
 
     def _labels(self, info: dict) -> dict:
         path = self._path(info['occ_path'])
-        return reduce_to_grid(load_occ3d_labels(path), self.grid.shape, path)
+        return reduce_to_grid(load_occ3d_labels(path, coop=self.coop_labels), self.grid.shape, path)
 
     def _depth(self, info: dict, frame: dict, fulls: list) -> np.ndarray:
         hw = self.img_size
@@ -328,9 +338,11 @@ class OccDataset(Dataset):
         out['bev_aug'] = bev_aug.astype(np.float32)
         if self.load_labels:
             lab = _maybe_resample(self._labels(info), bev_aug, self.grid)
-            out['voxel_semantics'] = lab['semantics']
+            out['voxel_semantics'] = lab['semantics_coop' if self.coop_labels else 'semantics']
             out['mask_camera'] = lab['mask_camera']
             out['mask_lidar'] = lab['mask_lidar']
+            if self.coop_labels:
+                out['mask_camera_coop'] = lab['mask_camera_coop']
             if self.history_mask_frames:
                 out['mask_camera_history'] = self._history_visibility(info, bev_aug.astype(np.float64),
                                                                       lab['mask_camera'])

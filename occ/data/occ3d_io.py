@@ -1,7 +1,8 @@
 """Read and write Occ3D-format label and prediction files with errors that name the file.
 
 Occ3D layout: ``gts/<scene_name>/<sample_token>/labels.npz`` with ``semantics``,
-``mask_lidar``, ``mask_camera``, each uint8 [X, Y, Z]. Predictions:
+``mask_lidar``, ``mask_camera``, each uint8 [X, Y, Z] (a cooperative synthetic world adds
+``semantics_coop`` and ``mask_camera_coop``, data/README.md). Predictions:
 ``<sample_token>.npz`` with ``semantics`` uint8 [X, Y, Z] and optionally
 ``semantics_future`` uint8 [H, X, Y, Z].
 """
@@ -15,6 +16,9 @@ import numpy as np
 from occ.utils.io import atomic_save_npz
 
 LABEL_KEYS = ('semantics', 'mask_lidar', 'mask_camera')
+# Written by the synthetic generator for each vehicle of a cooperative world (coop_labels.py):
+# semantics with every connected vehicle's sensing pooled, and the voxels some vehicle's cameras see.
+COOP_LABEL_KEYS = ('semantics_coop', 'mask_camera_coop')
 
 
 class OccFileError(ValueError):
@@ -49,32 +53,38 @@ def _check(path: str, name: str, arr: np.ndarray, shape, ndim: int) -> None:
         raise OccFileError(f'{path}: "{name}" has dtype {arr.dtype}, expected uint8')
 
 
-def load_occ3d_labels(path: str, grid_shape=None) -> dict:
-    """Load an Occ3D ``labels.npz``: dict of uint8 [X, Y, Z] arrays for LABEL_KEYS.
+def load_occ3d_labels(path: str, grid_shape=None, coop: bool = False) -> dict:
+    """Load an Occ3D ``labels.npz``: dict of uint8 [X, Y, Z] arrays for LABEL_KEYS
+    (and COOP_LABEL_KEYS with ``coop``; a file without them is then an error naming it).
 
     Raises OccFileError naming ``path`` when the file is missing, truncated,
     lacks a key, or a grid has the wrong shape or dtype.
     """
-    z = _load_npz(path, LABEL_KEYS, 'Occ3D labels')
+    keys = LABEL_KEYS + (COOP_LABEL_KEYS if coop else ())
+    z = _load_npz(path, keys, 'Occ3D labels' + (' (cooperative: generate with --agents > 1)' if coop else ''))
     out = {}
-    for k in LABEL_KEYS:
+    for k in keys:
         _check(path, k, z[k], grid_shape, 3)
         out[k] = z[k]
-    if grid_shape is None and not (out['semantics'].shape == out['mask_lidar'].shape
-                                   == out['mask_camera'].shape):
+    if grid_shape is None and len({out[k].shape for k in keys}) > 1:
         raise OccFileError(f'{path}: semantics/mask shapes differ '
-                           f'{[out[k].shape for k in LABEL_KEYS]}')
-    bad = out['semantics'] > 17
-    if bad.any():
-        raise OccFileError(f'{path}: "semantics" has values outside 0..17 '
-                           f'(e.g. {int(out["semantics"][bad][0])})')
+                           f'{[out[k].shape for k in keys]}')
+    for k in ('semantics', 'semantics_coop'):
+        bad = out[k] > 17 if k in out else None
+        if bad is not None and bad.any():
+            raise OccFileError(f'{path}: "{k}" has values outside 0..17 (e.g. {int(out[k][bad][0])})')
     return out
 
 
-def save_occ3d_labels(path: str, semantics, mask_lidar, mask_camera) -> None:
-    atomic_save_npz(path, semantics=np.asarray(semantics, np.uint8),
-                    mask_lidar=np.asarray(mask_lidar, np.uint8),
-                    mask_camera=np.asarray(mask_camera, np.uint8))
+def save_occ3d_labels(path: str, semantics, mask_lidar, mask_camera, semantics_coop=None,
+                      mask_camera_coop=None) -> None:
+    """Write ``labels.npz`` (atomically); the cooperative grids only when given (both or neither)."""
+    arrays = dict(semantics=semantics, mask_lidar=mask_lidar, mask_camera=mask_camera)
+    if (semantics_coop is None) != (mask_camera_coop is None):
+        raise ValueError(f'{path}: semantics_coop and mask_camera_coop go together')
+    if semantics_coop is not None:
+        arrays.update(semantics_coop=semantics_coop, mask_camera_coop=mask_camera_coop)
+    atomic_save_npz(path, **{k: np.asarray(v, np.uint8) for k, v in arrays.items()})
 
 
 def load_prediction(path: str, grid_shape=None, horizons: int | None = None) -> dict:

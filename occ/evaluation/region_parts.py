@@ -10,6 +10,9 @@ region is one registered subclass of ``RegionIoU``.
   the dataset provides ``mask_camera_history`` (``num_history > 0``).
 * ``OccludedRegion``: occupied GT voxels outside the current camera mask
   (``regions.occluded_mask``).
+* ``CoopRegions``: cooperative visibility, three regions at once: ego-visible
+  (``mask_camera``), neighbour-only (``mask_camera_coop & ~mask_camera``) and their
+  union; scored when the dataset provides ``mask_camera_coop`` (``coop_labels=True``).
 
 The region masks themselves live in ``occ/evaluation/regions.py``.
 """
@@ -20,8 +23,25 @@ import numpy as np
 from occ.constants import FREE
 from occ.evaluation.confusion import iou_from_hist, masked_hist
 from occ.evaluation.parts import SEMANTIC_NAMES, MetricPart, nan_if_none, pct
-from occ.evaluation.regions import history_only_mask, occluded_mask
+from occ.evaluation.regions import history_only_mask, neighbour_only_mask, occluded_mask
 from occ.registry import METRIC_PARTS
+
+
+def region_summary(total: np.ndarray, frames: int) -> dict:
+    """``miou``, ``iou``, ``occupied_recall``, ``voxels``, ``num_frames``, ``per_class`` of the
+    summed confusion counts [18, 18] of one region."""
+    m = iou_from_hist(total)
+    occupied = total[:FREE].sum()
+    recall = total[:FREE, :FREE].sum() / occupied if occupied else float('nan')
+    return {'miou': pct(m['miou']), 'iou': pct(m['iou']), 'occupied_recall': pct(float(recall)),
+            'voxels': int(total.sum()), 'num_frames': frames,
+            'per_class': {n: pct(v) for n, v in zip(SEMANTIC_NAMES, m['per_class'][:FREE])}}
+
+
+def region_flat(name: str, r: dict) -> dict:
+    """Flat keys ``miou_<name>``, ``iou_<name>``, ``recall_<name>`` of a ``region_summary``."""
+    return {f'miou_{name}': nan_if_none(r['miou']), f'iou_{name}': nan_if_none(r['iou']),
+            f'recall_{name}': nan_if_none(r['occupied_recall'])}
 
 
 class RegionIoU(MetricPart):
@@ -40,18 +60,10 @@ class RegionIoU(MetricPart):
         return masked_hist(f['pred'], f['gt'], self.region(f).view(np.uint8))
 
     def summary(self, total, frames, mask):
-        m = iou_from_hist(total)
-        occupied = total[:FREE].sum()
-        recall = total[:FREE, :FREE].sum() / occupied if occupied else float('nan')
-        return {self.name: {'miou': pct(m['miou']), 'iou': pct(m['iou']),
-                            'occupied_recall': pct(float(recall)), 'voxels': int(total.sum()),
-                            'num_frames': frames,
-                            'per_class': {n: pct(v) for n, v in zip(SEMANTIC_NAMES, m['per_class'][:FREE])}}}
+        return {self.name: region_summary(total, frames)}
 
     def flat(self, s):
-        r = s[self.name]
-        return {f'miou_{self.name}': nan_if_none(r['miou']), f'iou_{self.name}': nan_if_none(r['iou']),
-                f'recall_{self.name}': nan_if_none(r['occupied_recall'])}
+        return region_flat(self.name, s[self.name])
 
 
 @METRIC_PARTS.register_module()
@@ -79,3 +91,34 @@ class OccludedRegion(RegionIoU):
 
     def region(self, f):
         return occluded_mask(f['gt'], f['mask_camera'])
+
+
+@METRIC_PARTS.register_module()
+class CoopRegions(MetricPart):
+    """Cooperative visibility regions: where the ego sees, where only a neighbour sees, and both.
+
+    Needs ``mask_camera`` and ``mask_camera_coop`` (``OccDataset(coop_labels=True)``: voxels
+    any connected vehicle's cameras see, in the ego's grid). Statistics: int64 [3, 18, 18]
+    confusion counts in ``REGIONS`` order. Summary entries ``ego_visible``, ``neighbour_only``
+    and ``coop_union`` (each as ``RegionIoU``); flat keys ``miou_<region>`` etc. The neighbour-
+    only region is where collaboration must show its gain (docs/COLLAB.md).
+    """
+
+    name = 'coop_regions'
+    inputs = ('pred', 'gt', 'mask_camera', 'mask_camera_coop')
+    REGIONS = ('ego_visible', 'neighbour_only', 'coop_union')
+
+    def frame(self, f):
+        ego = f['mask_camera'].astype(bool)
+        regions = (ego, neighbour_only_mask(f['mask_camera_coop'], f['mask_camera']),
+                   ego | f['mask_camera_coop'].astype(bool))
+        return np.stack([masked_hist(f['pred'], f['gt'], r.view(np.uint8)) for r in regions])
+
+    def summary(self, total, frames, mask):
+        return {r: region_summary(total[i], frames) for i, r in enumerate(self.REGIONS)}
+
+    def flat(self, s):
+        out = {}
+        for r in self.REGIONS:
+            out.update(region_flat(r, s[r]))
+        return out

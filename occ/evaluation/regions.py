@@ -6,6 +6,8 @@ histogram (``occ.evaluation.confusion``) can be restricted to them.
 
 - ``occluded_mask``: occupied in GT but outside the current ``mask_camera``;
 - ``history_only_mask``: seen in an aligned past frame, not in the current one;
+- ``neighbour_only_mask``: seen by a connected vehicle's cameras, not by the ego's
+  (cooperative worlds, ``mask_camera_coop``);
 - ``moving_instances`` + ``box_mask``: voxel centres inside the (grown) boxes of
   instances whose *global* centre moves faster than a threshold between
   neighbouring keyframes (ego motion does not count).
@@ -102,3 +104,17 @@ def history_only_mask(mask_camera_history: np.ndarray, mask_camera: np.ndarray) 
         raise ValueError(f'history_only_mask: mask_camera_history {mask_camera_history.shape} vs '
                          f'mask_camera {mask_camera.shape}')
     return mask_camera_history.astype(bool) & ~mask_camera.astype(bool)
+
+
+def neighbour_only_mask(mask_camera_coop: np.ndarray, mask_camera: np.ndarray) -> np.ndarray:
+    """bool [X, Y, Z]: voxels some connected vehicle's cameras see but the ego's do not.
+
+    Args:
+        mask_camera_coop: [X, Y, Z] visible to any vehicle's cameras of the cooperative group,
+            in the ego's grid (labels.npz of a world generated with ``--agents`` > 1).
+        mask_camera: [X, Y, Z] the ego's own camera visibility (non-zero = visible).
+    """
+    if mask_camera_coop.shape != mask_camera.shape:
+        raise ValueError(f'neighbour_only_mask: mask_camera_coop {mask_camera_coop.shape} vs '
+                         f'mask_camera {mask_camera.shape}')
+    return mask_camera_coop.astype(bool) & ~mask_camera.astype(bool)

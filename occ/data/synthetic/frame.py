@@ -61,6 +61,22 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     if lidar is None:
         lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
     observed = np.unique(lidar['instance'][lidar['instance'] >= 0])
+    l2e = lidar2ego()
+    pts = lidar['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3]
+    sem = label_semantics(world, e2g, grid, prims, observed, world.ground_seen(agent), pts)
+    mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size)
+    return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
+
+
+def label_semantics(world: World, e2g: np.ndarray, grid: OccGrid, prims: Primitives, observed: np.ndarray,
+                    seen: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Semantic grid uint8 [X, Y, Z] in the ego frame ``e2g`` (ego -> global [4, 4]).
+
+    ``prims`` (global frame): what may be labelled; objects only when their instance is in
+    ``observed`` (returned a LiDAR point). ``seen``: ``World.ground_seen`` raster of the static
+    stuff some keyframe's LiDAR observes; ``points`` [P, 3] (ego frame): this keyframe's LiDAR
+    points, which also make static stuff in their voxel labelled.
+    """
     prims = prims.subset(np.nonzero((prims.inst < 0) | np.isin(prims.inst, observed))[0])
     local = to_ego(prims, e2g)
     reach = np.max(np.abs(grid.pc_range)) * 1.5 + 10
@@ -73,24 +89,36 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     sem = voxelize(local, ground_class, grid)
     # Static stuff in columns no keyframe's LiDAR observes, and without a point of this sweep, is
     # unlabelled (free), as in Occ3D.
-    seen = world.ground_seen(agent)
     centers = grid.centers()
     gx = c * centers[..., 0] - s * centers[..., 1] + e2g[0, 3]
     gy = s * centers[..., 0] + c * centers[..., 1] + e2g[1, 3]
     i = np.clip(np.floor(gx / SEEN_RES).astype(np.int64), 0, seen.shape[0] - 1)
     j = np.clip(np.floor(gy / SEEN_RES).astype(np.int64), 0, seen.shape[1] - 1)
-    l2e = lidar2ego()
-    pts = lidar['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3]
-    vidx, vin = grid.points_to_index(pts)
+    vidx, vin = grid.points_to_index(points)
     has_point = np.zeros(sem.shape, bool)
     has_point[tuple(vidx[vin].T)] = True
     sem[(sem >= 11) & (sem <= 16) & ~seen[i, j] & ~has_point] = FREE
-    occ = sem != FREE
+    return sem
+
+
+def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.ndarray | None = None) -> tuple:
+    """Occ3D visibility of one vehicle's LiDAR and (nominal) camera rig in an occupancy grid.
+
+    Args:
+        occ: bool [X, Y, Z] occupied voxels of the grid.
+        sensors2grid: [4, 4] the vehicle's ego frame -> the grid's frame (None: the grid is the
+            vehicle's own; a neighbour's sensors are placed in the ego's grid with it).
+    Returns:
+        (mask_lidar, mask_camera) bool [X*Y*Z]: LiDAR: free space along the beams up to their first
+        occupied voxel, plus every occupied voxel in the beams' field of view (-30.7..+10.7 deg,
+        70 m) with a clear line of sight; camera: the same for the camera rays and the occupied
+        voxels inside some image, kept only where the LiDAR mask is (as in Occ3D).
+    """
+    centers = grid.centers()
     occ_idx = np.flatnonzero(occ)
     occ_pts = centers.reshape(-1, 3)[occ_idx]
     pix_stride, col_stride = _ray_strides(grid, image_size)
-    # LiDAR mask: free space along the beams up to their first occupied voxel, plus every occupied
-    # voxel in the beams' field of view (-30.7..+10.7 deg, 70 m) with a clear line of sight.
+    l2e = lidar2ego() if sensors2grid is None else sensors2grid @ lidar2ego()
     d, _ = lidar_rays(column_stride=col_stride)
     mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T).ravel()
     rel = occ_pts - l2e[:3, 3]
@@ -98,9 +126,10 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     elev = np.degrees(np.arctan2(rel[:, 2], rng_xy))
     cand = (elev > -31.5) & (elev < 11.5) & (np.linalg.norm(rel, axis=1) < 70)
     mask_lidar[occ_idx[cand]] |= voxel_visibility(occ, grid, l2e[:3, 3], occ_idx[cand])
-    # Camera mask: the same for the camera rays and the occupied voxels inside some image; as in
-    # Occ3D it keeps only LiDAR-observed voxels. Occlusion is tested from the rig centre.
+    # Occlusion of the in-image occupied voxels is tested from the rig centre.
     rig = camera_rig(image_size)
+    if sensors2grid is not None:
+        rig = [dict(cam, cam2ego=sensors2grid @ cam['cam2ego']) for cam in rig]
     in_view = np.zeros(len(occ_idx), bool)
     origins, dirs = [], []
     for cam in rig:
@@ -117,8 +146,7 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     rig_centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
     mask_cam[occ_idx[in_view]] |= voxel_visibility(occ, grid, rig_centre, occ_idx[in_view])
     mask_cam &= mask_lidar
-    mask_cam, mask_lidar = mask_cam.reshape(sem.shape), mask_lidar.reshape(sem.shape)
-    return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
+    return mask_lidar.reshape(occ.shape), mask_cam.reshape(occ.shape)
 
 
 def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid, radar: bool = True) -> dict:

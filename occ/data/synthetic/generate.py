@@ -11,7 +11,8 @@ Layout under ``out_dir`` (all paths in the tables are relative to it):
                                             at 12 Hz only with camera_sweeps)
     depth/CAM_*/<image stem>.png            uint16 z-depth in mm (0 = sky, 65535 = 65.5 m or farther)
     semantics2d/CAM_*/<image stem>.png      uint8 Occ3D class per pixel (17 = sky)
-    gts/<scene>/<sample_token>/labels.npz   Occ3D labels (semantics, mask_lidar, mask_camera)
+    gts/<scene>/<sample_token>/labels.npz   Occ3D labels (semantics, mask_lidar, mask_camera; with agents > 1
+                                            also semantics_coop, mask_camera_coop: coop_labels.py)
     annotations.json                        the Occ3D-nuScenes index (occ3d_index.py)
     can_bus/<scene>_<message>.json          CAN bus expansion: pose, vehicle_monitor, route (can_bus.py)
     maps/<map_token>.png                    driveable-area mask, 0.1 m/px
@@ -36,6 +37,7 @@ from occ.geometry import OccGrid
 from occ.utils.io import atomic_save_json, atomic_write_bytes
 
 from .can_bus import can_bus_messages
+from .coop_labels import cooperative_labels
 from .frame import camera_sweep, frame_rng, lidar_sweep, render_frame
 from .nuscenes_db import build_tables, scene_names, token, write_tables
 from .occ3d_index import occ3d_annotations
@@ -114,6 +116,7 @@ def _render_chunk(job):
     t_render = t_write = t_sweep = 0.0
     for f in range(f0, f1):
         ts = timestamp(w, f)
+        lidars = {}          # keyframe LiDAR scans of the group, shared by its cooperative labels
         for k in range(agents):
             t1 = time.perf_counter()
             fr = render_frame(world, f, k, image_size, grid, radar=opts['radar'])
@@ -136,8 +139,12 @@ def _render_chunk(job):
                 atomic_write_bytes(os.path.join(out_dir, rel), radar_pcd_bytes(pts))
             sample_tok = token(seed, 'sample', w, k, f)
             lab = fr['labels']
+            coop = {}
+            if agents > 1:
+                lidars[(f, k)] = fr['lidar']
+                coop = cooperative_labels(world, f, k, grid, image_size, lab['mask_camera'], lidars)
             save_occ3d_labels(occ3d_label_path(out_dir, name, sample_tok), lab['semantics'], lab['mask_lidar'],
-                              lab['mask_camera'])
+                              lab['mask_camera'], **coop)
             t3 = time.perf_counter()
             sweeps = []
             if f + 1 < frames:

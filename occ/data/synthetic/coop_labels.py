@@ -1,0 +1,95 @@
+"""Cooperative labels of a connected vehicle: what any vehicle of the group observes, in its grid.
+
+For the ego ``agent`` at keyframe ``f`` of a world with several connected vehicles:
+
+- ``semantics_coop``: the Occ3D semantics of ``make_labels`` with every vehicle's sensing pooled:
+  an object is labelled when some vehicle's keyframe LiDAR returns from it, static stuff where
+  some vehicle's keyframes observe it (``World.ground_seen``) or some vehicle's keyframe LiDAR has
+  a point. Where only the ego observes, it equals ``semantics``.
+- ``mask_camera_coop``: ``mask_camera`` united with every other vehicle's camera mask, each cast
+  with that vehicle's own LiDAR beams and nominal camera rig placed at its pose in the ego's grid
+  (``sensor_masks``: Occ3D's camera-visible-and-LiDAR-observed rule), through the cooperative
+  occupancy minus that vehicle's own body (its sensors sit inside it). The ego's own body is not
+  in its grid (as in Occ3D) and occludes nobody's rays.
+
+A voxel in ``mask_camera_coop`` but not in ``mask_camera`` is *neighbour-only*: no camera of the
+ego sees it, a neighbour's does; that region is where collaboration must show its gain.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from occ.constants import FREE
+from occ.geometry import OccGrid
+
+from .frame import frame_rng, label_semantics, sensor_masks
+from .sensors import lidar2ego, lidar_scan
+from .world import World
+
+
+def keyframe_lidar(world: World, f: int, agent: int) -> dict:
+    """The keyframe LiDAR scan of ``agent`` at ``f``: the same random stream as ``render_frame``."""
+    prims = world.prims_at(f, exclude=[world.agents[agent]])
+    return lidar_scan(prims, world.town, world.ego2global(f, agent) @ lidar2ego(), frame_rng(world, f, agent, 10))
+
+
+def cooperative_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, mask_camera: np.ndarray,
+                       lidars: dict | None = None) -> dict:
+    """``semantics_coop`` and ``mask_camera_coop`` (uint8 [X, Y, Z]) of ``agent`` at keyframe ``f``.
+
+    Args:
+        mask_camera: the ego's own camera mask [X, Y, Z] (``make_labels``); it is part of the result.
+        lidars: optional cache ``{(f, k): lidar_scan output}`` of keyframe scans (filled here), so a
+            group of vehicles casts each scan once.
+    """
+    n = len(world.agents)
+    lidars = {} if lidars is None else lidars
+    scans = []
+    for k in range(n):
+        if (f, k) not in lidars:
+            lidars[(f, k)] = keyframe_lidar(world, f, k)
+        scans.append(lidars[(f, k)])
+    e2g = world.ego2global(f, agent)
+    g2e = np.linalg.inv(e2g)
+    prims = world.prims_at(f, exclude=[world.agents[agent]])
+    observed = np.unique(np.concatenate([s['instance'][s['instance'] >= 0] for s in scans]))
+    seen = np.logical_or.reduce([world.ground_seen(k) for k in range(n)])
+    points = []
+    for k, s in enumerate(scans):
+        l2g = world.ego2global(f, k) @ lidar2ego()
+        l2e = g2e @ l2g
+        points.append(s['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3])
+    points = np.concatenate(points)
+    sem = label_semantics(world, e2g, grid, prims, observed, seen, points)
+    occupancy, placements = [], []
+    for k in range(n):
+        if k == agent:
+            continue
+        own_body = prims.inst == world.agents[k]
+        occ_k = sem != FREE
+        if own_body.any() and np.isin(world.agents[k], observed):
+            # the neighbour's cameras sit inside its body: its rays are cast through the rest
+            occ_k = label_semantics(world, e2g, grid, prims.subset(np.nonzero(~own_body)[0]), observed, seen,
+                                    points) != FREE
+        occupancy.append(occ_k)
+        placements.append(g2e @ world.ego2global(f, k))
+    coop = cooperative_camera_mask(mask_camera, occupancy, placements, grid, image_size)
+    return {'semantics_coop': sem, 'mask_camera_coop': coop.astype(np.uint8)}
+
+
+def cooperative_camera_mask(mask_camera: np.ndarray, occupancy: list, placements: list, grid: OccGrid,
+                            image_size) -> np.ndarray:
+    """``mask_camera`` united with each neighbour's Occ3D camera mask in the ego's grid.
+
+    Args:
+        mask_camera: the ego's own camera mask [X, Y, Z].
+        occupancy: per neighbour, bool [X, Y, Z]: what its rays are cast through (the ego grid's
+            occupancy without that neighbour's own body).
+        placements: per neighbour, [4, 4] its ego frame -> the ego's frame.
+    Returns:
+        bool [X, Y, Z].
+    """
+    coop = np.asarray(mask_camera, bool).copy()
+    for occ_k, k2e in zip(occupancy, placements):
+        coop |= sensor_masks(np.asarray(occ_k, bool), grid, image_size, np.asarray(k2e, np.float64))[1]
+    return coop
