@@ -30,12 +30,12 @@ demo: venv
 	$(BIN)/python tools/make_synthetic.py --out $(DEMO_DATA) --seed $(SEED)
 	$(BIN)/python tools/create_data.py --root $(DEMO_DATA)
 	$(BIN)/python tools/vis_occ.py --root $(DEMO_DATA) --out $(DEMO_WORK)/vis --num 4
-	$(BIN)/python tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --seed $(SEED) --cfg-options data_root=$(DEMO_DATA)
-	$(BIN)/python tools/test.py $(DEMO_CONFIG) $(DEMO_WORK) --out $(DEMO_WORK)/pred --work-dir $(DEMO_WORK) --cfg-options data_root=$(DEMO_DATA)
+	$(BIN)/python tools/train.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --seed $(SEED) --data-root $(DEMO_DATA)
+	$(BIN)/python tools/test.py $(DEMO_CONFIG) $(DEMO_WORK) --out $(DEMO_WORK)/pred --work-dir $(DEMO_WORK) --data-root $(DEMO_DATA)
 	$(BIN)/python tools/make_synthetic.py --out $(UNSEEN_DATA) --seed $(UNSEEN_SEED) --scenes 3 --frames 8 --val-fraction 0.9
 	$(BIN)/python tools/create_data.py --root $(UNSEEN_DATA)
-	$(BIN)/python tools/test.py $(DEMO_CONFIG) $(DEMO_WORK) --out $(DEMO_WORK)/pred_unseen --work-dir $(DEMO_WORK) --cfg-options data_root=$(UNSEEN_DATA)
-	$(BIN)/python tools/demo_report.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --cfg-options data_root=$(DEMO_DATA) \
+	$(BIN)/python tools/test.py $(DEMO_CONFIG) $(DEMO_WORK) --out $(DEMO_WORK)/pred_unseen --work-dir $(DEMO_WORK) --data-root $(UNSEEN_DATA)
+	$(BIN)/python tools/demo_report.py $(DEMO_CONFIG) --work-dir $(DEMO_WORK) --data-root $(DEMO_DATA) \
 		--unseen-root $(UNSEEN_DATA) --unseen-label "seed $(UNSEEN_SEED), 3 towns"
 	@echo "Report: $(DEMO_WORK)/report/report.md"
 

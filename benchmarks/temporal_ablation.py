@@ -49,13 +49,14 @@ DEFAULT_CONFIGS = [f'configs/ablations/temporal_t{t}.py' for t in (0, 1, 2, 4)]
 
 # ------------------------------------------------------------------- evaluate
 @torch.no_grad()
-def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | None) -> dict:
+def evaluate(config: str, run_dir: str, min_speed: float, max_samples: int | None,
+             data_root: str | None = None) -> dict:
     from occ.data import occ_collate
     from occ.engine.checkpoint import load_state_dict, resolve_last_checkpoint
     from occ.engine.config import load_config
     from occ.registry import DATASETS, MODELS
 
-    cfg = load_config(config, work_dir=run_dir)
+    cfg = load_config(config, work_dir=run_dir, data_root=data_root)
     ckpt = resolve_last_checkpoint(run_dir)
     if ckpt is None:
         raise FileNotFoundError(f'{run_dir}: no last_checkpoint; train the config first')
@@ -199,8 +200,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('configs', nargs='*', default=DEFAULT_CONFIGS)
     ap.add_argument('--work-root', default='work_dirs/temporal_ablation')
-    ap.add_argument('--data', default=None, help='data root (overrides the configs\' data_root)')
-    ap.add_argument('--iters', type=int, default=None, help='train_cfg.max_iters of every run')
+    ap.add_argument('--data', default=None, help="data root instead of the configs' (tools/train.py --data-root)")
+    ap.add_argument('--iters', type=int, default=None,
+                    help='train every run N iterations, the schedule ending at N (tools/train.py --iters)')
     ap.add_argument('--skip-train', action='store_true', help='evaluate existing runs only')
     ap.add_argument('--min-speed', type=float, default=0.5, help='m/s above which an object is moving')
     ap.add_argument('--max-samples', type=int, default=None, help='evaluate only the first N val samples')
@@ -225,17 +227,14 @@ def main(argv=None) -> int:
         name = osp.splitext(osp.basename(config))[0]
         run_dir = osp.join(args.work_root, name)
         row = {'name': name, 'config': config}
-        opts = []
-        if args.data:
-            opts.append(f'data_root={args.data}')
-        if args.iters is not None:
-            opts.append(f'train_cfg.max_iters={args.iters}')
         if not args.skip_train:
             cmd = [sys.executable, osp.join(ROOT, 'tools/train.py'), config, '--work-dir', run_dir]
             if args.seed is not None:
                 cmd += ['--seed', str(args.seed)]
-            if opts:
-                cmd += ['--cfg-options'] + opts
+            if args.data:
+                cmd += ['--data-root', args.data]
+            if args.iters is not None:
+                cmd += ['--iters', str(args.iters)]
             print(f'[train] {name}', flush=True)
             t0 = time.perf_counter()
             rc = subprocess.run(cmd, cwd=ROOT).returncode
@@ -249,11 +248,7 @@ def main(argv=None) -> int:
             row['train_s'] = json.load(open(stats)).get('train_time_s')
         print(f'[eval] {name}', flush=True)
         try:
-            cfg_path = config
-            if args.data:
-                # load_config moves dataset paths with a changed top-level data_root
-                cfg_path = _with_data_root(config, args.data, run_dir)
-            row.update(evaluate(cfg_path, run_dir, args.min_speed, args.max_samples))
+            row.update(evaluate(config, run_dir, args.min_speed, args.max_samples, args.data))
         except Exception as e:      # one failed run must not lose the others' rows
             row['error'] = f'{type(e).__name__}: {e}'
         rows.append(row)
@@ -264,15 +259,6 @@ def main(argv=None) -> int:
     atomic_write_bytes(osp.join(args.work_root, 'temporal_ablation.md'), md.encode())
     print(md)
     return 0 if all('error' not in r for r in rows) else 1
-
-
-def _with_data_root(config: str, data_root: str, run_dir: str) -> str:
-    """A one-line child config that points ``config`` at another data root."""
-    path = osp.join(run_dir, 'eval_config.py')
-    os.makedirs(run_dir, exist_ok=True)
-    rel = osp.relpath(osp.abspath(osp.join(ROOT, config)), run_dir)
-    atomic_write_bytes(path, f"_base_ = [{rel!r}]\ndata_root = {data_root!r}\n".encode())
-    return path
 
 
 if __name__ == '__main__':

@@ -15,9 +15,8 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
-data_root = 'data/nuscenes'
-img_size = (256, 704)
-load_depth = False
+# Data as the dataset base gives it: 256x704 input, no depth targets.
+data_root = 'data/nuscenes'   # the dataset base's root; the evaluator reads its val infos too
 
 _channels = 128
 

@@ -16,9 +16,12 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
-data_root = 'data/nuscenes'
-img_size = (256, 704)
+data_root = 'data/nuscenes'   # the dataset base's root; the evaluator reads its val infos too
+# LiDAR depth targets for LiftSplat's depth loss (the dataset base loads none).
 load_depth = True
+train_dataloader = dict(dataset=dict(load_depth=load_depth))
+val_dataloader = dict(dataset=dict(load_depth=load_depth))
+test_dataloader = val_dataloader
 
 val_evaluator = dict(type='OccMetric', mask='camera', ray_iou=True,
                      ann_file=data_root + '/occ_infos_val.pkl')

@@ -15,17 +15,21 @@ _base_ = [
     './_base_/default_runtime.py',
 ]
 
+# Data: the synthetic world data/demo of the dataset base (another world:
+# tools/train.py ... --data-root DIR). The base's dataset dicts were filled with the base's
+# variables, so the demo's values are written into them below.
 img_size = (64, 176)
 load_depth = True           # depth targets for LiftSplat's depth loss (model.depth_loss_weight)
-data_root = 'data/demo'
 
 # Class-weighted CE (ENet weights from Occ3D class frequencies: rare classes ~30x free)
 # plus Lovasz-softmax, which optimises IoU directly and lifts the small classes.
 model = dict(head=dict(losses=[dict(type='WeightedCELoss', class_weight='auto'),
                                dict(type='LovaszSoftmaxLoss', loss_weight=1.0)]))
 
-train_dataloader = dict(batch_size=2, num_workers=1)
-val_dataloader = dict(batch_size=1, num_workers=1)
+train_dataloader = dict(batch_size=2, num_workers=1,
+                        dataset=dict(img_size=img_size, load_depth=load_depth))
+val_dataloader = dict(batch_size=1, num_workers=1,
+                      dataset=dict(img_size=img_size, load_depth=load_depth))
 test_dataloader = val_dataloader
 val_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)
 test_evaluator = val_evaluator
@@ -33,8 +37,14 @@ test_evaluator = val_evaluator
 # No validation inside the demo's training run (val_begin past the end): the
 # held-out split is evaluated once, by tools/test.py and tools/eval_occ.py.
 # 960 iterations: ~10 min on an idle 2-core CPU (0.6 s/iter measured), the whole demo ~14 min.
-train_cfg = dict(max_iters=960, val_begin=10**9)
+max_iters = 960
+train_cfg = dict(max_iters=max_iters, val_begin=10**9)
 optim_wrapper = dict(optimizer=dict(lr=2e-3))
+# 50 iterations of linear warm-up, then cosine to 1 % of the lr at the last iteration.
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=50),
+    dict(type='CosineAnnealingLR', by_epoch=False, begin=50, end=max_iters, eta_min_ratio=0.01),
+]
 
 default_hooks = dict(
     logger=dict(interval=10),

@@ -1,5 +1,4 @@
-"""Bandwidth sweep: the report function (hand-computed numbers) and the sweep configs."""
-import glob
+"""Bandwidth sweep: the report function (hand-computed numbers) and the sweep grid over collab_common.py."""
 import json
 import math
 import os
@@ -7,9 +6,9 @@ import os
 import pytest
 from mmengine.config import Config
 
+from occ.analysis.sweep import budget_report, format_report, load_rows, main
 from occ.models.collab import CollabFusion
 from occ.models.collab.message import max_tokens_for_budget
-from occ.analysis.sweep import budget_report, format_report, load_rows, main
 
 ROOT = os.path.join(os.path.dirname(__file__), '..')
 ROWS = [dict(name='ego', bytes=0, miou=20.0), dict(name='full', bytes=2_560_000, miou=30.0),
@@ -63,19 +62,33 @@ def _cfg(name):
     return Config.fromfile(os.path.join(ROOT, 'configs', 'ablations', name))
 
 
-def test_sweep_configs_span_100x_and_build():
-    files = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, 'configs/ablations/collab_budget_*.py')))
+# The bandwidth sweep of docs/COLLAB.md: one grid over collab_common.py.
+SWEEP_GRID = ['model.collab.strategy=tome,topk,random',
+              'model.collab.budget_bytes=2000,6400,20000,64000,200000']
+
+
+def test_sweep_grid_spans_100x_and_builds():
+    from occ.analysis.ablate import expand_runs, parse_value
+    from occ.analysis.sweep import strategy_of
+    doc = open(os.path.join(ROOT, 'docs', 'COLLAB.md')).read()
+    assert '--grid ' + ' '.join(SWEEP_GRID) in doc
+    runs = expand_runs([os.path.join(ROOT, 'configs/ablations/collab_common.py')], SWEEP_GRID)
     budgets = {}
-    for f in files:
-        col = _cfg(f).model.collab
+    for run in runs:
+        cfg = _cfg('collab_common.py')
+        cfg.merge_from_dict({k: parse_value(v) for k, v in run['options'].items()})
+        col = cfg.model.collab
+        assert strategy_of(run['name']) == col.strategy      # the sweep report reads names
         budgets.setdefault(col.strategy, []).append(col.budget_bytes)
+        m = CollabFusion(**{k: v for k, v in col.items() if k != 'type'})
+        assert (m.strategy, m.budget_bytes) == (col.strategy, col.budget_bytes)
     for strat in ('tome', 'topk', 'random'):
-        assert len(budgets[strat]) >= 5 and max(budgets[strat]) / min(budgets[strat]) >= 100
-    assert 'none' in budgets and 'full' in budgets
+        assert len(budgets[strat]) == 5 and max(budgets[strat]) / min(budgets[strat]) >= 100
     # Every sweep budget fits at least one fp16 token of the 64-channel CPU model.
     assert max_tokens_for_budget(min(budgets['tome']), 64, 'fp16', True) >= 1
-    ego = _cfg('collab_budget_ego.py')
-    assert ego.train_dataloader.dataset.load_neighbors is False
+    ego, full = _cfg('collab_budget_ego.py'), _cfg('collab_budget_full.py')
+    assert ego.model.collab.strategy == 'none' and ego.train_dataloader.dataset.load_neighbors is False
+    assert full.model.collab.strategy == 'full' and strategy_of('collab_budget_full') == 'full'
     cfg = _cfg('collab_robust_latency.py')
     assert cfg.model.collab.link.latency == 1 and cfg.model.collab.budget_bytes == 20000
     assert cfg.train_dataloader.dataset.load_neighbors is True

@@ -281,20 +281,19 @@ def test_image_size_mismatch_error(broken_world, tmp_path):
 
 @pytest.mark.parametrize('name', ['synthetic_occ', 'nuscenes_occ3d'])
 def test_dataset_config_builds_a_dataloader(micro_world, name):
-    """The dataset base configs build through mmengine (registry scope occ) into flat batches."""
+    """The dataset base configs build through stock mmengine (registry scope occ) into flat batches."""
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
-
-    from occ.engine import OccRunner            # resolves occ_collate; registers EpochSyncSampler
+    from mmengine.runner import Runner
     cfg = Config.fromfile(os.path.join(os.path.dirname(__file__), '..', 'configs', '_base_', 'datasets',
                                        f'{name}.py'))
     init_default_scope('occ')
-    assert cfg.train_dataloader.collate_fn.type == 'occ_collate'
+    assert cfg.train_dataloader.collate_fn.type == 'occ.occ_collate'     # scoped: found from the root registry
     dl_cfg = cfg.train_dataloader.to_dict()
     dl_cfg['dataset'].update(info_file=os.path.join(micro_world, 'occ_infos_train.pkl'), data_root=micro_world,
                              img_size=IMG, grid_voxel=0.8)
     dl_cfg.update(batch_size=2, num_workers=0)
-    dl = OccRunner.build_dataloader(dl_cfg, seed=0)
+    dl = Runner.build_dataloader(dl_cfg, seed=0)
     batch = next(iter(dl))
     assert batch['imgs'].shape == (2, len(CAMERA_NAMES), 3) + IMG
     assert batch['voxel_semantics'].shape == (2, 100, 100, 8) and len(batch['sample_token']) == 2

@@ -18,7 +18,7 @@ from torch.utils.data import Dataset
 
 import occ.registry  # noqa: F401
 from occ.engine import CheckpointError, NonFiniteLossError, verify_checkpoint
-from occ.engine.config import load_config, select_optim_wrapper, sync_schedule
+from occ.engine.config import enable_amp, load_config, set_data_root, set_max_iters
 from occ.registry import DATASETS, METRICS, MODELS
 
 ROOT = osp.abspath(osp.join(osp.dirname(__file__), '..'))
@@ -126,6 +126,11 @@ def write_config(tmp_path, max_iters=20, ckpt_interval=5, extra='', name='toy_cf
         "val_dataloader = test_dataloader",
         "val_evaluator = test_evaluator",
         f"train_cfg = dict(max_iters={max_iters}, val_interval=1000)",
+        # the schedule written for this length, as every config does (warm-up a quarter of the run)
+        "param_scheduler = [",
+        f"    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end={max(1, max_iters // 4)}),",
+        f"    dict(type='CosineAnnealingLR', by_epoch=False, begin={max(1, max_iters // 4)}, end={max_iters},",
+        "         eta_min_ratio=0.01)]",
         "optim_wrapper = dict(optimizer=dict(lr=0.05))",
         "default_hooks = dict(logger=dict(interval=1),",
         f"    checkpoint=dict(interval={ckpt_interval}, max_keep_ckpts=2))",
@@ -317,22 +322,38 @@ def test_test_tool_writes_predictions_and_metrics(tmp_path, capsys):
     assert 'acc' in capsys.readouterr().out
 
 
-def test_sync_schedule_and_optim_switch(tmp_path):
-    cfg = load_config(write_config(tmp_path), {'train_cfg.max_iters': 40})
+def test_cli_options_iters_amp_data_root(tmp_path):
+    """--iters / --amp / --data-root (occ.engine.config) are explicit edits of a stock-loaded config."""
+    from mmengine.config import Config
+    path = write_config(tmp_path)
+    stock = Config.fromfile(path)
+    assert load_config(path).to_dict() == dict(stock.to_dict(), launcher='none', work_dir='work_dirs/toy_cfg')
+    cfg = load_config(path, max_iters=40)         # warm-up min(warmup_iters = 50, 40 // 4)
     warm, cos = cfg.param_scheduler
-    assert (warm.end, cos.begin, cos.end) == (10, 10, 40)   # warm-up clipped to a quarter
+    assert cfg.train_cfg.max_iters == 40 and (warm.end, cos.begin, cos.end) == (10, 10, 40)
     assert cfg.default_hooks.checkpoint.interval == 5
-    cfg.train_cfg.max_iters = 3
-    sync_schedule(cfg)
+    set_max_iters(cfg, 3)
     assert cfg.default_hooks.checkpoint.interval == 3 and cfg.param_scheduler[1].end == 3
-    cfg.amp = 'auto'
-    select_optim_wrapper(cfg)
-    expected = 'AmpOptimWrapper' if torch.cuda.is_available() else 'OptimWrapper'
-    assert cfg.optim_wrapper.type == expected
-    if not torch.cuda.is_available():
-        cfg.amp = True
-        with pytest.raises(ValueError, match='amp=True needs CUDA'):
-            select_optim_wrapper(cfg)
+    # the stock override changes the length only; the schedule stays as written
+    plain = load_config(path, {'train_cfg.max_iters': 40})
+    assert plain.param_scheduler[1].end == stock.param_scheduler[1].end == 20
+    with pytest.raises(ValueError, match='--iters must be positive'):
+        set_max_iters(cfg, 0)
+    assert stock.optim_wrapper.type == 'OptimWrapper'
+    enable_amp(stock)
+    assert stock.optim_wrapper.type == 'AmpOptimWrapper' and stock.optim_wrapper.loss_scale == 'dynamic'
+    # --data-root: dataset roots and the files under them move; a path set elsewhere stays
+    demo = Config.fromfile(osp.join(ROOT, 'configs', 'flashocc_r50_nusc.py'))
+    demo.test_dataloader.dataset.info_file = '/elsewhere/infos.pkl'
+    set_data_root(demo, 'data/other/')
+    assert demo.data_root == 'data/other'
+    assert demo.train_dataloader.dataset.data_root == 'data/other'
+    assert demo.train_dataloader.dataset.info_file == 'data/other/occ_infos_train.pkl'
+    assert demo.val_dataloader.dataset.info_file == 'data/other/occ_infos_val.pkl'
+    assert demo.test_dataloader.dataset.info_file == '/elsewhere/infos.pkl'
+    assert demo.val_evaluator.ann_file == 'data/other/occ_infos_val.pkl'
+    with pytest.raises(ValueError, match='names a data_root'):
+        set_data_root(Config.fromfile(path), 'data/other')
 
 
 def test_sampler_forwards_epoch_to_dataset():

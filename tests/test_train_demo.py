@@ -25,12 +25,12 @@ CFG = osp.join(ROOT, 'configs', 'occ_cpu_demo.py')
 @pytest.mark.slow
 def test_demo_flow_on_tiny_world(tiny_world, tmp_path):  # noqa: F811
     wd = str(tmp_path / 'wd')
-    opts = [f'data_root={tiny_world}', 'train_cfg.max_iters=8', 'train_dataloader.batch_size=1',
-            'train_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
+    opts = ['train_dataloader.batch_size=1', 'train_dataloader.num_workers=0', 'test_dataloader.num_workers=0',
             'default_hooks.logger.interval=1',
             # the tiny world is one town: everything is in the train split, so test on it too
             f'test_dataloader.dataset.info_file={tiny_world}/occ_infos_train.pkl']
-    assert load_tool('train').main([CFG, '--work-dir', wd, '--cfg-options', *opts]) == 0
+    root = ['--data-root', tiny_world]
+    assert load_tool('train').main([CFG, '--work-dir', wd, '--iters', '8', *root, '--cfg-options', *opts]) == 0
     losses = [r['loss'] for r in scalars(wd) if 'loss' in r]
     assert len(losses) == 8 and all(np.isfinite(losses))
     assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
@@ -38,8 +38,8 @@ def test_demo_flow_on_tiny_world(tiny_world, tmp_path):  # noqa: F811
     assert glob.glob(osp.join(wd, '*', 'vis_data', 'events.out.tfevents.*'))     # TensorBoard
 
     pred = osp.join(wd, 'pred')
-    assert load_tool('test').main([CFG, wd, '--out', pred, '--work-dir', wd, '--cfg-options', *opts]) == 0
-    empty = [CFG, wd, '--work-dir', wd, '--cfg-options', f'data_root={tiny_world}']
+    assert load_tool('test').main([CFG, wd, '--out', pred, '--work-dir', wd, *root, '--cfg-options', *opts]) == 0
+    empty = [CFG, wd, '--work-dir', wd, *root]
     assert load_tool('test').main(empty) == 2        # the tiny world's val split is empty
     with open(osp.join(tiny_world, 'occ_infos_train.pkl'), 'rb') as f:
         val = pickle.load(f)['infos']
@@ -50,7 +50,7 @@ def test_demo_flow_on_tiny_world(tiny_world, tmp_path):  # noqa: F811
     assert np.array_equal(p[::2, ::2, ::2], p[1::2, 1::2, 1::2])    # 0.8 m blocks, upsampled
 
     report = load_tool('demo_report')
-    assert report.main([CFG, '--work-dir', wd, '--num-pictures', '1', '--cfg-options', *opts]) == 0
+    assert report.main([CFG, '--work-dir', wd, '--num-pictures', '1', *root, '--cfg-options', *opts]) == 0
     out = osp.join(wd, 'report')
     md = open(osp.join(out, 'report.md')).read()
     assert '| **mIoU** |' in md and 'prior IoU' in md and 'dynamic-class mIoU' in md

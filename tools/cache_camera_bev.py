@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f'cache_camera_bev: {e}', file=sys.stderr)
         return 1
-    cfg = load_config(args.config, {'data_root': args.data_root})
+    cfg = load_config(args.config, data_root=args.data_root)
     model = MODELS.build(cfg.model)
     model.load_state_dict(state)
     for split in args.splits:

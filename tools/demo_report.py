@@ -2,7 +2,7 @@
 """Last step of the CPU demo: class-prior baseline, evaluation of both, report.
 
     python tools/demo_report.py configs/occ_cpu_demo.py --work-dir work_dirs/demo \\
-        [--pred work_dirs/demo/pred] [--num-pictures 3]
+        [--pred work_dirs/demo/pred] [--num-pictures 3] [--data-root data/demo]
 
 Expects ``tools/train.py`` and ``tools/test.py ... --out <work-dir>/pred`` to
 have run. Computes the per-voxel class prior from the training split's
@@ -43,8 +43,10 @@ def parse_args(argv=None):
     p.add_argument('--out', help='report folder (default <work-dir>/report)')
     p.add_argument('--num-pictures', type=int, default=3)
     p.add_argument('--ray-iou', action='store_true', help='also compute RayIoU (slower)')
+    p.add_argument('--data-root', default=None, metavar='DIR',
+                   help='the --data-root given to train.py/test.py')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
-                   help='the same overrides given to train.py/test.py (e.g. data_root=...)')
+                   help='the same overrides given to train.py/test.py')
     p.add_argument('--unseen-root', default=None, metavar='DIR',
                    help='also score the towns of an unseen seed: a root with occ_infos_val.pkl')
     p.add_argument('--unseen-pred', default=None, metavar='DIR',
@@ -97,14 +99,14 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import numpy as np
 
+    from occ.analysis.prior import class_prior, write_prior_predictions
+    from occ.analysis.report import write_report
     from occ.data.infos import InfoFile
     from occ.data.occ3d_io import load_occ3d_labels, load_prediction
     from occ.engine.config import load_config
-    from occ.analysis.prior import class_prior, write_prior_predictions
-    from occ.analysis.report import write_report
 
     t0 = time.perf_counter()
-    cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir)
+    cfg = load_config(args.config, args.cfg_options, work_dir=args.work_dir, data_root=args.data_root)
     train_info = cfg.train_dataloader.dataset.info_file
     val_info = cfg.test_dataloader.dataset.info_file
     val_file = InfoFile.read(val_info, ('token', 'occ_path'))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Evaluate a trained checkpoint; optionally write one prediction file per sample.
 
-    python tools/test.py CONFIG CKPT [--out DIR] [--work-dir DIR] [--json FILE]
+    python tools/test.py CONFIG CKPT [--out DIR] [--work-dir DIR] [--json FILE] [--data-root DIR]
 
 With ``--out DIR`` every prediction goes to ``DIR/<sample_token>.npz``
 (``occ.data.occ3d_io.save_prediction``), ready for ``tools/eval_occ.py``.
@@ -29,7 +29,10 @@ def parse_args(argv=None):
     p.add_argument('--pred-grid', choices=['labels', 'model'], default='labels',
                    help="grid of the --out files: 'labels' (default) upsamples a coarser model grid "
                         "to the label files' grid so tools/eval_occ.py can score them")
-    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None)
+    p.add_argument('--data-root', default=None, metavar='DIR',
+                   help="nuScenes root to test on instead of the config's (as tools/train.py --data-root)")
+    p.add_argument('--cfg-options', nargs='+', action=DictAction, default=None,
+                   help='override config entries (mmengine), applied after --data-root')
     p.add_argument('--allow-partial', action='store_true',
                    help='test even if the checkpoint lacks some model weights (they stay as initialised); '
                         'without it such a checkpoint is an error')
@@ -69,11 +72,11 @@ def resolve_checkpoint(path: str) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    import occ.registry  # noqa: F401
     from mmengine.dist import is_main_process
+    from mmengine.registry import RUNNERS
 
     from occ.data.occ3d_io import OccFileError
-    from occ.engine import CheckpointError, OccRunner, load_config, verify_checkpoint
+    from occ.engine import CheckpointError, load_config, verify_checkpoint
     from occ.utils.io import atomic_save_json
 
     try:
@@ -82,7 +85,8 @@ def main(argv=None) -> int:
     except CheckpointError as e:
         print(f'test.py: {e}', file=sys.stderr)
         return 1
-    cfg = load_config(args.config, args.cfg_options, args.work_dir, None, args.launcher)
+    cfg = load_config(args.config, args.cfg_options, args.work_dir, None, args.launcher,
+                      data_root=args.data_root)
     cfg.load_from, cfg.resume = args.checkpoint, False
     info_file = cfg.test_dataloader.dataset.get('info_file')
     if info_file and os.path.isfile(info_file):
@@ -99,7 +103,7 @@ def main(argv=None) -> int:
         cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
             dict(type='PredictionWriterHook', out_dir=args.out, label_grid=label_grid)]
     try:
-        runner = OccRunner.from_cfg(cfg)
+        runner = RUNNERS.build(cfg)       # the config's runner_type (occ.OccRunner)
         runner.allow_partial_load = args.allow_partial
         metrics = runner.test()
     except (CheckpointError, OccFileError) as e:   # bad checkpoint (or another model's), bad data

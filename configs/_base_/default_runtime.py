@@ -1,9 +1,11 @@
 # Runtime shared by every config: logging, checkpoints, hooks, seeds.
+# Unscoped types (dict(type='LiftSplat')) resolve in occ's registries (occ/registry.py).
 default_scope = 'occ'
-
-# 'auto': AmpOptimWrapper (fp16 autocast + dynamic loss scale) on CUDA, plain fp32 on CPU
-# (occ.engine.config.select_optim_wrapper). True forces AMP, False disables it.
-amp = 'auto'
+# mmengine's RUNNERS.build(cfg) (tools/train.py, tools/test.py) builds OccRunner: atomic,
+# verified checkpoints. A plain Runner.from_cfg(cfg) runs the same config without them.
+runner_type = 'occ.OccRunner'
+# Mixed precision is chosen per config by optim_wrapper.type (AmpOptimWrapper in the GPU
+# schedule, OptimWrapper on CPU); tools/train.py --amp switches a CPU-style config on a GPU.
 
 env_cfg = dict(
     cudnn_benchmark=False,

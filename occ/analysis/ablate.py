@@ -129,17 +129,16 @@ def protocol_options(run: dict, run_dir: str) -> dict:
 # ----------------------------------------------------------------------------- worker
 
 def worker(config: str, work_dir: str, options: dict, iters: int | None,
-           load_from: str | None = None) -> dict:
+           load_from: str | None = None, data_root: str | None = None) -> dict:
     """Train then test one config in this process (only test ``load_from`` when given);
-    write ``metrics.json``; return metrics."""
-    import occ.registry  # noqa: F401
+    write ``metrics.json``; return metrics. ``iters`` and ``data_root`` act as tools/train.py's
+    ``--iters`` / ``--data-root``; ``options`` are dotted config overrides (the grid point)."""
+    from mmengine.registry import RUNNERS
+
     from occ.engine.config import load_config
-    from occ.engine.runner import OccRunner
 
     opts = {k: parse_value(v) if isinstance(v, str) else v for k, v in options.items()}
-    if iters is not None:
-        opts['train_cfg.max_iters'] = int(iters)
-    cfg = load_config(config, opts, work_dir)
+    cfg = load_config(config, opts, work_dir, data_root=data_root, max_iters=iters)
     if load_from is not None:          # test only: these weights under this config
         if not osp.isfile(load_from):
             raise FileNotFoundError(f'{load_from}: checkpoint to test not found')
@@ -148,7 +147,7 @@ def worker(config: str, work_dir: str, options: dict, iters: int | None,
         hooks = list(cfg.get('custom_hooks', []))
         if not any(h.get('type') == 'RunStatsHook' for h in hooks):
             cfg.custom_hooks = hooks + [dict(type='RunStatsHook')]
-    runner = OccRunner.from_cfg(cfg)
+    runner = RUNNERS.build(cfg)       # the config's runner_type (occ.OccRunner)
     if load_from is None:
         runner.train()
     metrics = runner.test()
@@ -245,7 +244,7 @@ def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
 
 def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = None,
                  metric: str = 'miou', logx: bool = False, env: dict | None = None,
-                 load_from: str | None = None,
+                 load_from: str | None = None, data_root: str | None = None,
                  seeds: int = 1, baseline: str | None = None, metrics=None, n_boot: int = 1000) -> list:
     """Run every (config, grid point) in its own process, then write the table and the plot.
     With ``load_from`` every run only tests that checkpoint. ``seeds`` > 1 trains each
@@ -268,6 +267,8 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
             cmd += ['--iters', str(iters)]
         if load_from is not None:
             cmd += ['--load-from', load_from]
+        if data_root is not None:
+            cmd += ['--data-root', data_root]
         options = dict(run['options'], **protocol_options(run, run_dir))
         if options:
             cmd += ['--options'] + [f'{k}={v}' for k, v in options.items()]
@@ -313,9 +314,13 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('configs', nargs='+', help='config files')
     p.add_argument('--grid', nargs='*', default=[], metavar='KEY=V1,V2',
-                   help='config override swept over values (several --grid keys: all combinations)')
+                   help='dotted config key (as --cfg-options) swept over values, e.g. '
+                        'model.collab.budget_bytes=2000,20000; several keys: all combinations')
     p.add_argument('--work-root', default='work_dirs/ablation')
-    p.add_argument('--iters', type=int, default=None, help='override train_cfg.max_iters of every run')
+    p.add_argument('--iters', type=int, default=None,
+                   help='train every run N iterations, the lr schedule ending at N (tools/train.py --iters)')
+    p.add_argument('--data-root', default=None, metavar='DIR',
+                   help="every run on this nuScenes root instead of its config's (tools/train.py --data-root)")
     p.add_argument('--metric', default='miou', help='metric key to tabulate and plot (default miou)')
     p.add_argument('--seeds', type=int, default=1, metavar='N',
                    help='train every run with seeds 0..N-1; the table gives mean ± std over them')
@@ -346,7 +351,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         opts = dict(o.split('=', 1) for o in args.options)
-        worker(args.configs[0], args.work_dir, opts, args.iters, args.load_from)
+        worker(args.configs[0], args.work_dir, opts, args.iters, args.load_from, args.data_root)
         return 0
     if args.load_from is not None and not osp.isfile(args.load_from):
         p_err = f'{args.load_from}: checkpoint to test not found'
@@ -356,7 +361,7 @@ def main(argv=None) -> int:
         rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx,
                             seeds=args.seeds, baseline=args.baseline, n_boot=args.bootstrap,
                             metrics=[k for k in args.metrics.split(',') if k],
-                            load_from=args.load_from)
+                            load_from=args.load_from, data_root=args.data_root)
     except ValueError as e:            # bad --seeds / --baseline, before any run started
         print(f'ablate: error: {e}', file=sys.stderr)
         return 2

@@ -1,35 +1,118 @@
-"""Turn a loaded config plus command-line switches into what the Runner gets.
+"""The command-line options of occ's tools, applied to a config that stock mmengine loads.
 
-Kept out of ``tools/`` so tests and ``tools/ablate.py`` apply exactly the
-same rules as ``tools/train.py``.
+Every file under ``configs/`` is complete as ``mmengine.config.Config.fromfile``
+reads it: ``Runner.from_cfg(cfg)`` (or ``RUNNERS.build(cfg)``, which picks
+``runner_type``) trains it with no help from this module. What is here only
+carries out flags a user typed, each visible in the tool's ``--help``:
+
+- ``--data-root DIR`` -> :func:`set_data_root`: every dataset and evaluator path
+  moves from the root the config names to ``DIR`` (one flag instead of one
+  ``--cfg-options`` entry per dataloader and evaluator);
+- ``--iters N`` -> :func:`set_max_iters`: train N iterations *and* end the schedule
+  there (``--cfg-options train_cfg.max_iters=N`` alone keeps the config's schedule,
+  as with any mmengine config);
+- ``--amp`` -> :func:`enable_amp`: ``AmpOptimWrapper`` (CUDA fp16 autocast, dynamic
+  loss scale) for a config written with a plain ``OptimWrapper``.
+
+Kept in the library (not in ``tools/``) so tools/train.py, tools/test.py,
+tools/ablate.py and the benchmarks apply exactly the same rules.
 """
 from __future__ import annotations
 
-import ast
 import os.path as osp
 
-import torch
 from mmengine.config import Config
 
+DATALOADERS = ('train_dataloader', 'val_dataloader', 'test_dataloader')
+EVALUATORS = ('val_evaluator', 'test_evaluator')
+PATH_KEYS = ('info_file', 'ann_file')
 
-def sync_schedule(cfg: Config) -> None:
-    """Make the iteration-based schedule consistent with ``train_cfg.max_iters``.
 
-    Configs (and ``--cfg-options train_cfg.max_iters=N``) change the length in
-    one place; here the last scheduler (cosine) is stretched to end at
-    ``max_iters``, warm-up is clipped to at most a quarter of the run,
-    and the checkpoint interval is clipped to the
-    run so a short run still leaves a checkpoint.
+def _move(path, old: str | None, new: str):
+    """``path`` under ``old`` -> the same relative path under ``new``; anything else unchanged."""
+    if not isinstance(path, str) or old is None:
+        return path
+    old = old.rstrip('/')
+    if path == old:
+        return new
+    if path.startswith(old + '/'):
+        return osp.join(new, path[len(old) + 1:])
+    return path
+
+
+def _datasets(ds):
+    """A dataset dict and the datasets it wraps (``dataset=`` / ``datasets=`` of wrappers)."""
+    if not isinstance(ds, dict):
+        return
+    yield ds
+    yield from _datasets(ds.get('dataset'))
+    for inner in ds.get('datasets') or ():
+        yield from _datasets(inner)
+
+
+def set_data_root(cfg: Config, root: str) -> None:
+    """Point every dataloader's dataset(s) and every evaluator at the nuScenes root ``root``.
+
+    Each dataset's ``data_root`` becomes ``root``; its ``info_file`` / ``ann_file``, and an
+    evaluator's ``ann_file``, move along when they lie under the dataset's previous root
+    (a path set elsewhere stays). The top-level ``data_root`` (read by nothing once the
+    config is loaded, but printed in the logs) follows too.
     """
-    n = int(cfg.train_cfg.max_iters)
+    if not root:
+        raise ValueError('--data-root: empty path')
+    root = root.rstrip('/') or '/'
+    olds = []
+    for key in DATALOADERS:
+        loader = cfg.get(key)
+        if not isinstance(loader, dict):
+            continue
+        for ds in _datasets(loader.get('dataset')):
+            if 'data_root' not in ds:      # a wrapper (RepeatDataset, ...) or a root from the info file
+                continue
+            old = ds['data_root']
+            olds.append(old)
+            for k in PATH_KEYS:
+                if k in ds:
+                    ds[k] = _move(ds[k], old, root)
+            ds['data_root'] = root
+    if not olds:
+        raise ValueError(f'{cfg.filename}: --data-root: no dataset of this config names a data_root')
+    for key in EVALUATORS:
+        ev = cfg.get(key)
+        for e in (ev if isinstance(ev, list) else [ev]):
+            if isinstance(e, dict) and isinstance(e.get('ann_file'), str):
+                for old in dict.fromkeys(olds):
+                    moved = _move(e['ann_file'], old, root)
+                    if moved != e['ann_file']:
+                        e['ann_file'] = moved
+                        break
+    if 'data_root' in cfg:
+        cfg.data_root = root
+
+
+def set_max_iters(cfg: Config, max_iters: int) -> None:
+    """Train ``max_iters`` iterations with the config's schedule squeezed or stretched to fit.
+
+    ``train_cfg.max_iters`` = N; the last parameter scheduler (the cosine) ends at N;
+    a warm-up (first of several schedulers) lasts ``min(warmup_iters, N // 4)`` iterations,
+    ``warmup_iters`` being the top-level variable of the schedule base (else the warm-up's
+    own ``end``), and the cosine starts where it ends; the checkpoint interval is clipped to
+    N so a short run still leaves a checkpoint. This is what ``--iters N`` of tools/train.py
+    and tools/ablate.py does.
+    """
+    n = int(max_iters)
     if n <= 0:
-        raise ValueError(f'{cfg.filename}: train_cfg.max_iters must be positive, got {n}')
+        raise ValueError(f'{cfg.filename}: --iters must be positive, got {n}')
+    if not isinstance(cfg.get('train_cfg'), dict) or 'max_iters' not in cfg.train_cfg:
+        raise ValueError(f'{cfg.filename}: --iters needs an iteration-based train_cfg (max_iters)')
+    cfg.train_cfg.max_iters = n
     scheds = cfg.get('param_scheduler') or []
     if isinstance(scheds, dict):
         scheds = [scheds]
     if len(scheds) >= 2:
         warm, last = scheds[0], scheds[-1]
-        warm_end = min(int(warm.get('end', 0)), max(1, n // 4))
+        nominal = int(cfg.get('warmup_iters', warm.get('end', 0)))
+        warm_end = min(nominal, max(1, n // 4))
         warm['end'] = warm_end
         last['begin'] = warm_end
         last['end'] = n
@@ -42,100 +125,37 @@ def sync_schedule(cfg: Config) -> None:
         ckpt['interval'] = min(int(ckpt['interval']), n)
 
 
-# Top-level config variables that the dataset sections follow. mmengine resolves a
-# base file's variables inside that file, so a child that redefines ``img_size``
-# would otherwise leave the already-built dataset dicts at the base's value.
-DATA_VARS = ('img_size', 'grid_voxel', 'load_depth', 'num_history', 'num_future', 'data_root')
-
-
-def _base_chain(path: str) -> list:
-    """All config files ``path`` inherits from (itself first), following ``_base_``."""
-    out, todo = [], [osp.abspath(path)]
-    while todo:
-        f = todo.pop(0)
-        if f in out or not osp.isfile(f):
-            continue
-        out.append(f)
-        for node in ast.parse(open(f).read(), f).body:
-            if (isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == '_base_' for t in node.targets)):
-                bases = ast.literal_eval(node.value)
-                for b in [bases] if isinstance(bases, str) else bases:
-                    todo.append(osp.normpath(osp.join(osp.dirname(f), b)))
-    return out
-
-
-def _same(a, b) -> bool:
-    norm = (lambda v: list(v) if isinstance(v, (list, tuple)) else v)
-    return norm(a) == norm(b)
-
-
-def _dataset_dicts(cfg: Config):
-    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
-        loader = cfg.get(key)
-        if isinstance(loader, dict) and isinstance(loader.get('dataset'), dict):
-            yield loader['dataset']
-
-
-def propagate_data_vars(cfg: Config) -> None:
-    """Make the dataset dicts follow the top-level ``img_size``/``grid_voxel``/``load_depth``/
-    ``num_history``/``num_future``/``data_root`` (CONTRACTS.md: an ablation overrides one line).
-
-    A dataset entry is updated only where it still holds the value the dataset
-    base file (``configs/_base_/datasets/*``) gave it: a config that sets the
-    dataset entry directly (e.g. history only in training) keeps its choice.
-    ``info_file``/``ann_file`` paths under the old ``data_root`` move with it.
-    """
-    bases = [f for f in _base_chain(cfg.filename) if osp.basename(osp.dirname(f)) == 'datasets'] \
-        if cfg.filename else []
-    if not bases:
+def enable_amp(cfg: Config) -> None:
+    """``--amp``: switch a plain ``OptimWrapper`` to ``AmpOptimWrapper`` with a dynamic loss scale
+    (mmdetection3d's ``tools/train.py --amp``). Needs CUDA; mmengine raises otherwise."""
+    wrapper = cfg.optim_wrapper
+    if wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
         return
-    base = Config.fromfile(bases[0])
-    for var in DATA_VARS:
-        if var not in cfg or var not in base or _same(cfg[var], base[var]):
-            continue
-        old, new = base[var], cfg[var]
-        for ds in _dataset_dicts(cfg):
-            if var in ds and _same(ds[var], old):
-                ds[var] = new
-                if var == 'data_root':
-                    for k in ('info_file', 'ann_file'):
-                        if isinstance(ds.get(k), str) and ds[k].startswith(old):
-                            ds[k] = new + ds[k][len(old):]
-        if var == 'data_root':
-            for key in ('val_evaluator', 'test_evaluator'):
-                ev = cfg.get(key)
-                for e in (ev if isinstance(ev, list) else [ev]):
-                    if isinstance(e, dict) and isinstance(e.get('ann_file'), str) \
-                            and e['ann_file'].startswith(old):
-                        e['ann_file'] = new + e['ann_file'][len(old):]
-
-
-def select_optim_wrapper(cfg: Config) -> None:
-    """``amp = 'auto'`` (default): AmpOptimWrapper on CUDA, plain OptimWrapper elsewhere.
-
-    ``amp = True`` forces AMP (error without CUDA), ``amp = False`` disables it.
-    """
-    amp = cfg.get('amp', 'auto')
-    cuda = torch.cuda.is_available()
-    if amp == 'auto':
-        amp = cuda
-    if amp and not cuda:
-        raise ValueError(f'{cfg.filename}: amp=True needs CUDA, which is not available')
-    if amp and cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper':
-        cfg.optim_wrapper.type = 'AmpOptimWrapper'
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-    elif not amp and cfg.optim_wrapper.get('type') == 'AmpOptimWrapper':
-        cfg.optim_wrapper.type = 'OptimWrapper'
-        cfg.optim_wrapper.pop('loss_scale', None)
-        cfg.optim_wrapper.pop('dtype', None)
+    if wrapper.get('type', 'OptimWrapper') != 'OptimWrapper':
+        raise ValueError(f'{cfg.filename}: --amp applies to an OptimWrapper, not {wrapper.type}')
+    wrapper.type = 'AmpOptimWrapper'
+    wrapper.setdefault('loss_scale', 'dynamic')
 
 
 def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None = None,
-                seed: int | None = None, launcher: str = 'none') -> Config:
-    """Load ``path``, apply overrides, and fill in work_dir / seed / launcher / AMP / schedule."""
+                seed: int | None = None, launcher: str = 'none', data_root: str | None = None,
+                max_iters: int | None = None, amp: bool = False) -> Config:
+    """``Config.fromfile(path)`` plus the command-line options of the tools, in this order:
+    ``data_root`` (``--data-root``), ``max_iters`` (``--iters``), ``amp`` (``--amp``), then
+    ``cfg_options`` (``--cfg-options``, most specific, wins), then the run settings
+    ``launcher``, ``work_dir`` (default ``work_dirs/<config name>``) and ``seed``.
+
+    With no options this is exactly what stock mmengine loads, plus a work dir.
+    """
     if not osp.isfile(path):
         raise FileNotFoundError(f'{path}: config file not found')
     cfg = Config.fromfile(path)
+    if data_root is not None:
+        set_data_root(cfg, data_root)
+    if max_iters is not None:
+        set_max_iters(cfg, max_iters)
+    if amp:
+        enable_amp(cfg)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
     cfg.launcher = launcher
@@ -146,9 +166,4 @@ def load_config(path: str, cfg_options: dict | None = None, work_dir: str | None
     if seed is not None:
         cfg.setdefault('randomness', {})
         cfg.randomness['seed'] = int(seed)
-    propagate_data_vars(cfg)
-    if 'train_cfg' in cfg and cfg.train_cfg and 'max_iters' in cfg.train_cfg:
-        sync_schedule(cfg)
-    if 'optim_wrapper' in cfg:
-        select_optim_wrapper(cfg)
     return cfg

@@ -10,20 +10,24 @@ from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import _load_checkpoint_to_model
 
-from occ.registry import FUNCTIONS
 from occ.engine.checkpoint import CheckpointError, load_checkpoint_file, resolve_last_checkpoint
+from occ.registry import RUNNERS
 
 
 def _is_local(path: str) -> bool:
     return '://' not in str(path)
 
 
+@RUNNERS.register_module()
 class OccRunner(Runner):
     """Runner whose checkpoints are never half-written and never silently half-read.
 
+    Configs select it with ``runner_type = 'occ.OccRunner'`` (configs/_base_/default_runtime.py);
+    ``mmengine.registry.RUNNERS.build(cfg)`` builds it. It adds no config semantics: the same
+    config runs on a plain ``Runner.from_cfg(cfg)``, only without the guarantees below.
+
     * ``save_checkpoint`` lets mmengine write ``.<name>.tmp`` next to the target,
       fsyncs it and ``os.replace``-s it into place (atomic on POSIX).
-    * ``build_dataloader`` resolves ``collate_fn`` in occ's registry.
     * ``load_checkpoint`` (used by ``--resume``, ``load_from`` and testing)
       first runs :func:`verify_checkpoint`, so a truncated file fails with an
       error naming it instead of a zip-reader message; it unpickles with
@@ -34,22 +38,6 @@ class OccRunner(Runner):
 
     #: Load a checkpoint that lacks some model weights (warning instead of CheckpointError).
     allow_partial_load: bool = False
-
-    @staticmethod
-    def build_dataloader(dataloader, seed=None, diff_rank_seed=False):
-        # mmengine looks ``collate_fn.type`` up in its *root* FUNCTIONS, which
-        # cannot see occ's children (``occ_collate``); resolve it in occ's
-        # registry first (falls back to mmengine's for e.g. default_collate).
-        if isinstance(dataloader, dict) and isinstance(dataloader.get('collate_fn'), dict):
-            collate = dict(dataloader['collate_fn'])
-            if isinstance(collate.get('type'), str):
-                fn = FUNCTIONS.get(collate['type'])
-                if fn is None:
-                    raise KeyError(f"collate_fn type {collate['type']!r} is not registered in "
-                                   'occ.registry.FUNCTIONS or mmengine FUNCTIONS')
-                collate['type'] = fn
-                dataloader = dict(dataloader, collate_fn=collate)
-        return Runner.build_dataloader(dataloader, seed=seed, diff_rank_seed=diff_rank_seed)
 
     @master_only
     def save_checkpoint(self, out_dir, filename, file_client_args=None, save_optimizer=True,

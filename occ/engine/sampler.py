@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from mmengine.dataset import DefaultSampler
-from mmengine.registry import DATA_SAMPLERS
+
+from occ.registry import DATA_SAMPLERS
 
 
 @DATA_SAMPLERS.register_module()
@@ -16,8 +17,8 @@ class EpochSyncSampler(DefaultSampler):
     each new ``iter(dataloader)``; non-persistent workers are re-forked then
     and see the new epoch (keep ``persistent_workers=False`` with this sampler).
 
-    Registered in mmengine's root ``DATA_SAMPLERS`` (occ has no child
-    registry for samplers; lookups from scope ``occ`` fall back to the root).
+    Registered in ``occ.registry.DATA_SAMPLERS`` (scope ``occ``): configs with
+    ``default_scope = 'occ'`` name it ``'EpochSyncSampler'``, others ``'occ.EpochSyncSampler'``.
     """
 
     def __init__(self, dataset, shuffle: bool = True, seed=None, round_up: bool = True):

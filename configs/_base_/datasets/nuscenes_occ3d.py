@@ -1,5 +1,8 @@
 # Real nuScenes + Occ3D-nuScenes gts (data/nuscenes/gts, tools/create_data.py) -> OccDataset, GPU defaults.
-# Top-level variables are what ablations override; the dataset sections read them.
+# The dataset sections below read these variables when *this* file is parsed: a child
+# config that changes one (img_size, load_depth, data_root, ...) writes it into the
+# dataset dicts it applies to, as configs/occ_cpu_demo.py does (tools/*.py --data-root
+# moves every dataset and evaluator path to another root).
 data_root = 'data/nuscenes'
 img_size = (256, 704)          # (H, W) network input (BEVDet/FlashOcc setting)
 grid_voxel = 0.4               # Occ3D-nuScenes 200 x 200 x 16
@@ -32,7 +35,8 @@ train_dataloader = dict(
     persistent_workers=False,          # workers must be re-forked to see set_epoch
     # EpochSyncSampler (occ.engine) = DefaultSampler + dataset.set_epoch: resumable augmentation.
     sampler=dict(type='EpochSyncSampler', shuffle=True),
-    collate_fn=dict(type='occ_collate'),
+    # Scoped name: mmengine's Runner looks collate_fn up in its root FUNCTIONS registry.
+    collate_fn=dict(type='occ.occ_collate'),
     dataset=dict(_dataset, info_file=data_root + '/occ_infos_train.pkl', aug=data_aug, test_mode=False),
 )
 val_dataloader = dict(
@@ -40,7 +44,7 @@ val_dataloader = dict(
     num_workers=num_workers,
     persistent_workers=False,
     sampler=dict(type='DefaultSampler', shuffle=False),
-    collate_fn=dict(type='occ_collate'),
+    collate_fn=dict(type='occ.occ_collate'),
     dataset=dict(_dataset, info_file=data_root + '/occ_infos_val.pkl', aug=None, test_mode=True),
 )
 test_dataloader = val_dataloader

@@ -1,6 +1,8 @@
-# Short iteration-based CPU schedule: AdamW, linear warm-up then cosine, grad clipping.
-# occ.engine.config.sync_schedule stretches the cosine to train_cfg.max_iters, so
-# `--cfg-options train_cfg.max_iters=N` is the only line a shorter/longer run changes.
+# Short iteration-based CPU schedule: AdamW, linear warm-up then cosine, grad clipping, fp32.
+# A config that trains for another number of iterations writes its own param_scheduler
+# with the cosine ending at its max_iters (configs/occ_cpu_demo.py). From the command
+# line, `tools/train.py --iters N` sets max_iters and ends the schedule at N (warm-up
+# clipped to N // 4); `--cfg-options train_cfg.max_iters=N` alone keeps this schedule.
 max_iters = 600
 warmup_iters = 50
 

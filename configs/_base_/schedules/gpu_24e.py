@@ -10,7 +10,8 @@ val_cfg = dict(type='ValLoop')
 test_cfg = dict(type='TestLoop')
 
 optim_wrapper = dict(
-    type='OptimWrapper',   # becomes AmpOptimWrapper on CUDA (amp='auto')
+    type='AmpOptimWrapper',          # fp16 autocast on CUDA (needs a GPU)
+    loss_scale='dynamic',
     optimizer=dict(type='AdamW', lr=1e-4, weight_decay=1e-2),
     clip_grad=dict(max_norm=5.0, norm_type=2),
 )
