@@ -16,6 +16,7 @@ import json
 import os
 import os.path as osp
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -62,13 +63,19 @@ def section(ctx) -> dict:
         env['CUDA_VISIBLE_DEVICES'] = ''       # --device cpu on a CUDA machine: gloo, as on a laptop
     ctx.log(' '.join(cmd))
     t0 = time.time()
-    try:
-        r = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True,
-                           timeout=max(10.0, ctx.remaining() - 5))
-        rc, out = r.returncode, r.stdout + r.stderr
-    except subprocess.TimeoutExpired as e:
-        rc, out = None, ((e.stdout or b'').decode(errors='replace') if isinstance(e.stdout, bytes)
-                         else (e.stdout or '')) + ' [timed out]'
+    out_path = osp.join(ctx.opts.work_dir, 'ddp_torchrun.log')
+    with open(out_path, 'w') as out_f:
+        # own process group: on a time-out the agent and its workers go together
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out_f, stderr=subprocess.STDOUT,
+                                preexec_fn=os.setpgrp)
+        try:
+            rc = proc.wait(max(10.0, ctx.remaining() - 5))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            rc = None
+    with open(out_path, errors='replace') as f:
+        out = f.read() + ('' if rc is not None else '\n[timed out]')
     seconds = time.time() - t0
     print(out[-20000:], flush=True)             # into the log
     rows = read_scalars(wd)

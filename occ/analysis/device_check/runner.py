@@ -223,18 +223,42 @@ def _log_tail(log_path: str, offset: int, lines: int = 40) -> str:
     return '\n'.join(text.splitlines()[-lines:])
 
 
-def _kill_group(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
-    """End the section process and everything it started (its own session), TERM then KILL."""
-    for sig, wait in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(wait)
-            return
-        except subprocess.TimeoutExpired:
+def session_members(sid: int) -> list:
+    """PIDs of the processes in session ``sid`` (Linux /proc; empty elsewhere)."""
+    out = []
+    if not osp.isdir('/proc'):
+        return out
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
             continue
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(')') + 2:].split()     # state, ppid, pgrp, session, ...
+        if len(fields) > 3 and int(fields[3]) == sid:
+            out.append(int(d))
+    return out
+
+
+def _kill_group(proc: subprocess.Popen, wait_s: float = 10.0) -> None:
+    """End the section process and everything it started, TERM then KILL.
+
+    The section runs in its own session; everything in that session goes, also
+    processes in other process groups of it (torchrun's agent and workers).
+    """
+    for sig, wait in ((signal.SIGTERM, wait_s), (signal.SIGKILL, 10.0)):
+        for pid in set(session_members(proc.pid)) | {proc.pid}:
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+        end = time.time() + wait
+        while time.time() < end:
+            if proc.poll() is not None and not session_members(proc.pid):
+                return
+            time.sleep(0.2)
 
 
 def _run_section_process(name: str, opts: CheckOptions, opts_path: str, world_path: Optional[str],
