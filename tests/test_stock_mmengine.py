@@ -82,9 +82,13 @@ def test_config_builds_with_stock_mmengine(path, seq_world):
         ds = (cfg.get(key) or {}).get('dataset')
         if ds is None:
             continue
-        for var in ('img_size', 'load_depth', 'grid_voxel', 'data_root'):
+        for var in ('img_size', 'load_depth', 'grid_voxel', 'pc_range', 'data_root'):
             if var in cfg and var in ds:
                 assert tuple(np.atleast_1d(ds[var])) == tuple(np.atleast_1d(cfg[var])), (key, var)
+        # the dataset's grid covers the range every model part works in
+        if 'pc_range' in ds:
+            for where, rng in _pc_ranges(cfg.model):
+                assert list(rng) == list(ds.pc_range), (key, where, rng)
         assert ds.info_file.startswith(ds.data_root + '/'), (key, ds.info_file)
         # the collate function resolves in mmengine's ROOT registry (what Runner.build_dataloader uses)
         assert FUNCTIONS.get(cfg[key].collate_fn.type).__name__ == 'occ_collate'
@@ -104,6 +108,19 @@ def test_config_builds_with_stock_mmengine(path, seq_world):
             if key == 'train_dataloader' and not any(cfg[key].dataset.get(k) for k in NEEDS_MORE_DATA):
                 sample = dataset[0]                    # one sample loads
                 assert ('depth' in sample) == bool(cfg[key].dataset.get('load_depth')), key
+
+
+def _pc_ranges(node, where='model'):
+    """Every ``pc_range`` inside a model config, with its dotted place."""
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == 'pc_range':
+                yield f'{where}.{k}', v
+            else:
+                yield from _pc_ranges(v, f'{where}.{k}')
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            yield from _pc_ranges(v, f'{where}[{i}]')
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@
 data_root = 'data/nuscenes'
 img_size = (256, 704)          # (H, W) network input (BEVDet/FlashOcc setting)
 grid_voxel = 0.4               # Occ3D-nuScenes 200 x 200 x 16
+pc_range = [-40.0, -40.0, -1.0, 40.0, 40.0, 5.4]   # (x, y, z min; x, y, z max) m: Occ3D, as the model parts
 num_history = 0                # T past frames (temporal models set this)
 num_future = 0                 # H future label frames (world models set this)
 load_depth = False             # LiDAR depth targets per pixel (depth-supervised lift-splat)
@@ -23,6 +24,7 @@ _dataset = dict(
     data_root=data_root,
     img_size=img_size,
     grid_voxel=grid_voxel,
+    pc_range=pc_range,
     num_history=num_history,
     num_future=num_future,
     load_depth=load_depth,
