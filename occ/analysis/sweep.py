@@ -43,7 +43,8 @@ STRATEGY_NAMES = ('tome', 'topk', 'random', 'full', 'ego')
 
 
 def strategy_of(name: str) -> str:
-    """The strategy a run name stands for ('collab_budget_topk_20k' -> 'topk'); '' if none."""
+    """The strategy a run name stands for: 'collab_common__strategy-topk_budget_bytes-20000' (a
+    tools/ablate.py --grid point) or 'collab_budget_topk_20k' -> 'topk'; '' if none."""
     parts = name.replace('-', '_').split('_')
     return next((s for s in STRATEGY_NAMES if s in parts), '')
 
