@@ -354,6 +354,13 @@ def test_cli_options_iters_amp_data_root(tmp_path):
     assert demo.val_evaluator.ann_file == 'data/other/occ_infos_val.pkl'
     with pytest.raises(ValueError, match='names a data_root'):
         set_data_root(Config.fromfile(path), 'data/other')
+    # the CPU demo's class weights come from its training split's info file, which moves too
+    cpu = Config.fromfile(osp.join(ROOT, 'configs', 'occ_cpu_demo.py'))
+    ce = [loss for loss in cpu.model.head.losses if loss.type == 'WeightedCELoss'][0]
+    assert ce.class_counts == cpu.train_dataloader.dataset.info_file
+    set_data_root(cpu, 'data/other')
+    ce = [loss for loss in cpu.model.head.losses if loss.type == 'WeightedCELoss'][0]
+    assert ce.class_counts == 'data/other/occ_infos_train.pkl'
 
 
 def test_sampler_forwards_epoch_to_dataset():

@@ -54,6 +54,11 @@ def on_world(cfg: Config, root: str) -> None:
             ds = loader.dataset
             ds.data_root = root
             ds.info_file = osp.join(root, osp.basename(ds.info_file))
+    # a loss whose class weights come from the training split's counts reads that split's info file
+    losses = cfg.get('model', {}).get('head', {}).get('losses') or []
+    for loss in losses:
+        if isinstance(loss.get('class_counts'), str):
+            loss.class_counts = cfg.train_dataloader.dataset.info_file
 
 
 def test_every_config_is_found():
@@ -141,7 +146,7 @@ def test_demo_trains_two_iterations_with_stock_runner(seq_world, tmp_path):
     assert runner.iter == 2
     assert osp.isfile(osp.join(cfg.work_dir, 'iter_2.pth'))       # save_last at the end of training
     logged = runner.message_hub.log_scalars
-    for term in ('loss', 'loss_weighted_ce', 'loss_lovasz_softmax', 'loss_depth'):
+    for term in ('loss', 'loss_weighted_ce', 'loss_lovasz_softmax', 'loss_occupancy_bce', 'loss_depth'):
         assert math.isfinite(logged[f'train/{term}'].current()), term
     metrics = runner.test()                            # OccMetric on the val scene
     assert 0.0 <= metrics['miou'] <= 100.0

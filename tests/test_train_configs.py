@@ -30,7 +30,8 @@ def test_overrides_reach_the_data():
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         ds = demo[key].dataset
         assert tuple(ds.img_size) == (64, 176) and ds.load_depth is True, key
-    assert demo.param_scheduler[-1].end == demo.train_cfg.max_iters == 960
+    assert demo.param_scheduler[-1].end == demo.train_cfg.max_iters      # the cosine ends with training
+    assert demo.train_dataloader.dataset.aug.bev is None and demo.train_dataloader.dataset.aug.img
     img = _cfg('ablations', 'demo_img128.py')
     assert tuple(img.train_dataloader.dataset.img_size) == (128, 352)
     assert tuple(img.test_dataloader.dataset.img_size) == (128, 352)

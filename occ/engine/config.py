@@ -54,8 +54,8 @@ def set_data_root(cfg: Config, root: str) -> None:
     """Point every dataloader's dataset(s) and every evaluator at the nuScenes root ``root``.
 
     Each dataset's ``data_root`` becomes ``root``; its ``info_file`` / ``ann_file``, and an
-    evaluator's ``ann_file``, move along when they lie under the dataset's previous root
-    (a path set elsewhere stays). The top-level ``data_root`` (read by nothing once the
+    evaluator's ``ann_file`` and a loss's ``class_counts`` info file, move along when they lie
+    under the dataset's previous root (a path set elsewhere stays). The top-level ``data_root`` (read by nothing once the
     config is loaded, but printed in the logs) follows too.
     """
     if not root:
@@ -86,8 +86,27 @@ def set_data_root(cfg: Config, root: str) -> None:
                     if moved != e['ann_file']:
                         e['ann_file'] = moved
                         break
+    # Losses that derive class weights from the training split's counts name its info file.
+    for holder in _dicts_with(cfg.get('model'), 'class_counts'):
+        for old in dict.fromkeys(olds):
+            moved = _move(holder['class_counts'], old, root)
+            if moved != holder['class_counts']:
+                holder['class_counts'] = moved
+                break
     if 'data_root' in cfg:
         cfg.data_root = root
+
+
+def _dicts_with(node, key: str):
+    """Every dict inside ``node`` (nested dicts and lists) whose ``key`` is a string."""
+    if isinstance(node, dict):
+        if isinstance(node.get(key), str):
+            yield node
+        for value in node.values():
+            yield from _dicts_with(value, key)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            yield from _dicts_with(value, key)
 
 
 def set_max_iters(cfg: Config, max_iters: int) -> None:

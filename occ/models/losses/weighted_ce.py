@@ -106,7 +106,13 @@ class WeightedCELoss(nn.Module):
     def weights_from_info_file(self) -> torch.Tensor:
         """Class weights from ``counts_file``'s recorded counts (OCC3D_CLASS_COUNTS when it has none)."""
         from occ.data.infos import InfoFile
-        counts = InfoFile.read(self.counts_file).class_counts
+        try:
+            counts = InfoFile.read(self.counts_file).class_counts
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f'WeightedCELoss(class_counts={self.counts_file!r}): {e}. class_counts names the training '
+                "split's info file; tools/*.py --data-root DIR moves it with the datasets, a config edited "
+                'by hand must set it too') from None
         if counts is None:
             warnings.warn(f'{self.counts_file}: no class_counts in the metadata (re-run tools/create_data.py); '
                           'WeightedCELoss uses the real Occ3D class counts')
