@@ -141,3 +141,25 @@ def test_checkpoint_with_the_old_attention_name_loads():
     fresh = CollabFusion(C, RNG, strategy='topk')
     fresh.load_state_dict(old)
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), m.state_dict().values()))
+
+
+def test_named_compressor_variant_merges_inside_the_confident_cells():
+    from occ.models.collab import ToMeCompressor
+    from occ.models.collab.message import decode
+    m = CollabFusion(C, RNG, strategy='tome4', budget_bytes=400, confidence='norm',
+                     compressors=dict(tome4=dict(type='tome', cells_per_token=4)))
+    assert isinstance(m.compressor, ToMeCompressor) and m.compressor.cells_per_token == 4
+    bev = torch.randn(C, X, Y, generator=torch.Generator().manual_seed(1))
+    data, _ = m.make_message(bev, (0.0, 0.0, 0.0))
+    msg = decode(data)
+    n = msg.feat.shape[0]
+    assert len(data) <= 400 and 2 <= n and 4 * n < X * Y
+    assert float(msg.size.sum()) == 4 * n                      # exactly the 4n most confident cells, merged
+    # those cells are the most confident: every merged position lies among them (their convex hull)
+    norms = bev.reshape(C, -1).norm(dim=0)
+    top = torch.topk(norms, 4 * n).indices
+    cells = bev_cell_centres(X, Y, RNG)[top]
+    lo, hi = cells.min(0).values - 1e-3, cells.max(0).values + 1e-3
+    assert ((msg.pos >= lo) & (msg.pos <= hi)).all()
+    with pytest.raises(ValueError, match='cells_per_token'):
+        CollabFusion(C, RNG, strategy='t', compressors=dict(t=dict(type='tome', cells_per_token=0.5)))

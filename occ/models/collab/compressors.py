@@ -84,13 +84,20 @@ class ToMeCompressor(Compressor):
             (None: merge all cells). Never fewer than the count that fits.
         merge_radius: metres; only tokens this close are matched (the radius grows with the
             token spacing and doubles when a round stalls, so the budget is always met).
+        cells_per_token: instead of ``select_ratio``, keep the ``cells_per_token * n`` most
+            confident cells for the ``n`` tokens that fit, so merging stays inside confident
+            regions and a merged token stands for about that many cells whatever the budget
+            (its reach, ~sqrt(size), stays small).
     """
 
-    def __init__(self, select_ratio: float | None = None, merge_radius: float = 4.0):
+    def __init__(self, select_ratio: float | None = None, merge_radius: float = 4.0,
+                 cells_per_token: float | None = None):
         super().__init__()
         if select_ratio is not None and not 0.0 < select_ratio <= 1.0:
             raise ValueError(f'ToMeCompressor: select_ratio must be in (0, 1], got {select_ratio}')
-        self.select_ratio, self.merge_radius = select_ratio, merge_radius
+        if cells_per_token is not None and cells_per_token < 1:
+            raise ValueError(f'ToMeCompressor: cells_per_token must be >= 1, got {cells_per_token}')
+        self.select_ratio, self.merge_radius, self.cells_per_token = select_ratio, merge_radius, cells_per_token
 
     def forward(self, bev, feat, pos, score, budget_bytes, codec, gen):
         c, num = feat.shape[1], feat.shape[0]
@@ -102,11 +109,15 @@ class ToMeCompressor(Compressor):
         n = codec.max_tokens(budget_bytes, c, True, size_dtype_for(num).itemsize)
         if n == 0:
             return None
-        if self.select_ratio is not None:
+        if self.cells_per_token is not None:
+            keep = topk_by_confidence(score, math.ceil(self.cells_per_token * n))
+            feat, pos = feat[keep], pos[keep]
+        elif self.select_ratio is not None:
             keep = topk_by_confidence(score, max(n, math.ceil(self.select_ratio * num)))
             feat, pos = feat[keep], pos[keep]
         merged = merge_to(feat, pos, n, radius=self.merge_radius)
         return Payload(feat=merged['feat'], pos=merged['pos'], size=merged['size'])
 
     def extra_repr(self) -> str:
-        return f'select_ratio={self.select_ratio}, merge_radius={self.merge_radius}'
+        return (f'select_ratio={self.select_ratio}, merge_radius={self.merge_radius}, '
+                f'cells_per_token={self.cells_per_token}')

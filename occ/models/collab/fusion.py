@@ -42,9 +42,10 @@ class CollabFusion(nn.Module):
         strategy: name of the sender's compressor in ``COMPRESSORS`` ('none', 'full', 'random',
             'topk', 'tome', or a registered one).
         budget_bytes: bytes per message (per neighbour and frame); ignored by 'full' and 'none'.
-        compressors: constructor options per compressor name, e.g.
-            ``dict(tome=dict(select_ratio=0.5, merge_radius=4.0))`` (used whenever that
-            compressor is the strategy, also when ``train_mix`` draws it).
+        compressors: constructor options per strategy name, e.g.
+            ``dict(tome=dict(select_ratio=0.5, merge_radius=4.0))`` (used whenever that strategy
+            is sent, also when ``train_mix`` draws it); an entry with a ``type`` defines a named
+            variant, e.g. ``tome4=dict(type='tome', cells_per_token=4)`` for ``strategy='tome4'``.
         codec: config of the wire format (``CODECS``), default ``dict(type='WireCodec', quant='fp16')``.
         link: config of the simulated link (``LINKS``), default ``dict(type='SimulatedLink')``
             (no loss, no latency, no pose noise, unlimited range).
@@ -88,12 +89,16 @@ class CollabFusion(nn.Module):
 
     # ----------------------------------------------------------------- stages
     def _compressor(self, name: str) -> nn.Module:
-        """The compressor registered as ``name``, built once with its ``compressors`` options."""
+        """The compressor of strategy ``name``, built once from its ``compressors`` options (whose
+        ``type`` defaults to ``name``: a strategy is a registered compressor or a named variant)."""
         if name not in self.compressors:
-            if COMPRESSORS.get(name) is None:
+            opts = dict(self.compressor_options.get(name, {}))
+            kind = opts.pop('type', name)
+            if COMPRESSORS.get(kind) is None:
                 raise ValueError(f'CollabFusion: strategy {name!r} is not a registered compressor; '
-                                 f'known: {sorted(COMPRESSORS.module_dict)}')
-            self.compressors[name] = COMPRESSORS.build(dict(self.compressor_options.get(name, {}), type=name))
+                                 f'known: {sorted(COMPRESSORS.module_dict)} (or name a variant in '
+                                 f"compressors=dict({name}=dict(type=..., ...)))")
+            self.compressors[name] = COMPRESSORS.build(dict(opts, type=kind))
         return self.compressors[name]
 
     @property
