@@ -87,16 +87,19 @@ def test_ablate_runs_toy_grid(tmp_path):
 def test_bandwidth_report_pools_tables(tmp_path):
     from occ.analysis.ablate import bandwidth_report
 
-    def row(name, nbytes, miou):
-        return {'name': name, 'status': 'ok', 'miou': miou, 'metrics': {'miou': miou, 'bytes_sent': nbytes}}
-    (tmp_path / 'ego.json').write_text(json.dumps([row('collab_budget_ego', 0, 20.0)]))
+    common = osp.join(osp.dirname(__file__), '..', 'configs', 'ablations', 'collab_common.py')
+
+    def row(name, nbytes, miou, **options):     # the strategy is read from the config and options
+        return {'name': name, 'status': 'ok', 'miou': miou, 'config': common, 'options': options,
+                'metrics': {'miou': miou, 'bytes_sent': nbytes}}
+    (tmp_path / 'ego.json').write_text(json.dumps([row('ego', 0, 20.0, **{'model.collab.strategy': 'none'})]))
     (tmp_path / 'sweep.json').write_text(json.dumps(
-        [row('collab_budget_full', 1_600_000, 30.0), row('collab_budget_tome_2k', 2_000, 22.0),
-         row('collab_budget_tome_200k', 200_000, 28.0), row('collab_budget_topk_2k', 2_000, 25.0)]))
+        [row('full', 1_600_000, 30.0, **{'model.collab.strategy': 'full'}), row('t2', 2_000, 22.0),
+         row('t200', 200_000, 28.0), row('k2', 2_000, 25.0, **{'model.collab.strategy': 'topk'})]))
     md = bandwidth_report([str(tmp_path / 'ego.json'), str(tmp_path / 'sweep.json')], str(tmp_path), 'tome')
     # 1/16 of full = 100,000 B, on the tome line between 2 k (22) and 200 k (28) in log2 bytes
     frac = (math.log2(100_000) - math.log2(2_000)) / (math.log2(200_000) - math.log2(2_000))
     at = 22.0 + 6.0 * frac
-    assert f'mIoU {at:.2f}' in md and f'{100 * (at - 20.0) / 10.0:.1f} %' in md
+    assert f'miou {at:.2f}' in md and f'{100 * (at - 20.0) / 10.0:.1f} %' in md
     assert (tmp_path / 'sweep.md').read_text().strip() == md.strip()
     assert (tmp_path / 'sweep.png').read_bytes()[:4] == b'\x89PNG'
