@@ -1,17 +1,28 @@
 #!/usr/bin/env python
-"""Synthetic world rendering speed: culled ray casting vs brute force, in one process.
+"""Synthetic world speed: culled ray casting vs brute force, and whole-database generation.
 
     python benchmarks/bench_synthetic.py [--size 128 352] [--frames 3]
+    python benchmarks/bench_synthetic.py --generate [--baseline-tree DIR] [--rounds 3]
 
-Baseline: every pixel ray against every primitive within range (no culling), the
+Ray casting. Baseline: every pixel ray against every primitive within range (no culling), the
 approach of a first prototype; it is timed on 1/16 of the rays and scaled by 16.
 Ours: ``cast_pinhole`` (projected-rectangle culling, nearest-first bands).
 Both run on the same keyframes of the same world; the hits are compared too.
 Also times a whole keyframe (6 cameras + LiDAR + labels at 0.8 m).
+
+``--generate``: CPU seconds per keyframe of ``generate()`` (2 towns x 8 keyframes, 144x256
+images, 0.8 m labels, 1 worker) for several configurations, each in a fresh subprocess with the
+nuScenes devkit already imported (its one-time import cost is printed apart), interleaved over
+``--rounds`` rounds so that all see the same machine load; the median per configuration and
+its ratio to the first are printed. ``--baseline-tree DIR``: also time the generator of another
+checkout (e.g. ``git archive <commit> | tar -x -C DIR``) with its default arguments, first.
 """
 import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -39,11 +50,61 @@ def brute(prims, origin, dirs):
     return best, hit
 
 
+_CHILD = """
+import json, sys, time
+sys.path.insert(0, sys.argv[1])
+c0 = time.process_time()
+import nuscenes.nuscenes, nuscenes.can_bus.can_bus_api  # the devkit (~1-2 CPU-s to import), warm for all
+t_import = time.process_time() - c0
+from occ.data.synthetic import generate
+kw = json.loads(sys.argv[3])
+t0, c0 = time.perf_counter(), time.process_time()
+s = generate(sys.argv[2], scenes=2, frames=8, seed=0, voxel=0.8, image_size=(144, 256), workers=1, progress=False, **kw)
+print(json.dumps({'cpu': time.process_time() - c0, 'wall': time.perf_counter() - t0, 'keyframes': s['keyframes'],
+                  'import': t_import}))
+"""
+
+
+def bench_generate(baseline_tree, rounds, camera_sweeps):
+    here = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
+    configs = [('keyframes only (--lidar-sweeps 0 --no-radar)', here, {'lidar_sweeps': 0, 'radar': False}),
+               ('default (20 Hz LiDAR sweeps, radar, CAN bus, annotations.json)', here, {})]
+    if camera_sweeps:
+        configs.append(('default + --camera-sweeps (12 Hz)', here, {'camera_sweeps': 5}))
+    if baseline_tree:
+        configs.insert(0, (f'baseline tree {baseline_tree} (its defaults)', os.path.abspath(baseline_tree), {}))
+    cpu = {name: [] for name, _, _ in configs}
+    imports = []
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    for r in range(rounds):
+        for name, tree, kw in configs:
+            with tempfile.TemporaryDirectory() as d:
+                out = subprocess.run([sys.executable, '-c', _CHILD, tree, os.path.join(d, 'w'), json.dumps(kw)],
+                                     check=True, capture_output=True, text=True, env=env).stdout
+            res = json.loads(out.strip().splitlines()[-1])
+            cpu[name].append(res['cpu'] / res['keyframes'])
+            imports.append(res['import'])
+            print(f'round {r + 1}: {name}: {res["cpu"]:.2f} CPU-s, {res["wall"]:.2f} s wall', flush=True)
+    print(f'\nimporting the nuScenes devkit (done before timing, in every run): {np.median(imports):.2f} CPU-s')
+    ref = np.median(cpu[configs[0][0]])
+    print('\n| configuration | CPU-s per keyframe (median of %d) | ratio |\n|---|---:|---:|' % rounds)
+    for name, _, _ in configs:
+        m = np.median(cpu[name])
+        print(f'| {name} | {m:.3f} | {m / ref:.2f}x |')
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument('--size', type=int, nargs=2, default=(128, 352))
     p.add_argument('--frames', type=int, default=3)
+    p.add_argument('--generate', action='store_true', help='time whole-database generation instead')
+    p.add_argument('--baseline-tree', help='with --generate: another checkout to time first')
+    p.add_argument('--rounds', type=int, default=3)
+    p.add_argument('--camera-sweeps', action='store_true', help='with --generate: also time --camera-sweeps')
     a = p.parse_args()
+    if a.generate:
+        bench_generate(a.baseline_tree, a.rounds, a.camera_sweeps)
+        return
     h, w = a.size
     world = build_world(0, 0, a.frames)
     rig = camera_rig((h, w))

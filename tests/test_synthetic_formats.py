@@ -214,6 +214,39 @@ def test_in_box_point_counts_are_the_devkits(tiny_world):
     assert n_lidar > 20 and n_radar > 5
 
 
+def test_box_counts_match_the_devkit_on_faces_and_corners():
+    """count_points_in_boxes against the devkit's get_sample_data + points_in_box route, on random
+    boxes with float32 points scattered around them and placed exactly on faces and corners."""
+    from nuscenes.utils.data_classes import Box
+    from nuscenes.utils.geometry_utils import points_in_box
+    from occ.data.synthetic.box_counts import count_points_in_boxes
+    from occ.data.synthetic.nuscenes_db import yaw_quat
+    rng = np.random.default_rng(0)
+    pose = {'translation': [120.3, -41.7, 0.0], 'rotation': yaw_quat(0.7)}
+    sensor = {'translation': [0.94, 0.0, 1.84], 'rotation': list(Quaternion(axis=[0, 0, 1], angle=-np.pi / 2).elements)}
+    s2g = _matrix(pose) @ _matrix(sensor)
+    boxes, pts = [], []
+    for _ in range(40):
+        w, l, h = rng.uniform(0.5, 3, 3)
+        c = np.array(pose['translation']) + [*rng.uniform(-20, 20, 2), h / 2]
+        boxes.append({'translation': c.tolist(), 'size': [w, l, h], 'rotation': yaw_quat(rng.uniform(-3, 3))})
+        rot = Quaternion(boxes[-1]['rotation']).rotation_matrix
+        local = rng.uniform(-1.2, 1.2, (60, 3)) * [l / 2, w / 2, h / 2]
+        local[:20] = np.sign(local[:20]) * [l / 2, w / 2, h / 2]                      # corners
+        local[20:30, 0] = np.sign(local[20:30, 0]) * l / 2                           # faces
+        pts.append((local @ rot.T + c - s2g[:3, 3]) @ s2g[:3, :3])                  # into the sensor frame
+    pts = np.concatenate(pts).astype(np.float32)
+    ours = count_points_in_boxes(pts, boxes, sensor, pose)
+    for b, n in zip(boxes, ours):
+        box = Box(b['translation'], b['size'], Quaternion(b['rotation']))
+        box.translate(-np.array(pose['translation']))
+        box.rotate(Quaternion(pose['rotation']).inverse)
+        box.translate(-np.array(sensor['translation']))
+        box.rotate(Quaternion(sensor['rotation']).inverse)
+        assert n == points_in_box(box, pts[:, :3].T).sum()
+    assert ours.sum() > 400
+
+
 @pytest.mark.slow
 def test_lidar_sweep_chains(tiny_world):
     from nuscenes.can_bus.can_bus_api import NuScenesCanBus

@@ -21,8 +21,8 @@ import numpy as np
 
 from .nuscenes_db import quat
 from .sensors import rot_z
-from .traffic import SIM_DT, route_state
-from .world import World
+from .traffic import KEYFRAME_DT, SIM_DT
+from .world import World, rear_axle
 
 POSE_HZ = 50
 GRAVITY = 9.81
@@ -30,36 +30,40 @@ GRAVITY = 9.81
 
 def can_bus_messages(world: World, agent: int, t0_us: int) -> dict:
     """message name -> messages of agent ``agent``'s scene whose first keyframe is at ``t0_us``."""
-    n = world.agents[agent]
-    v_idx = int(np.nonzero(world.vehicles == n)[0][0])
+    v_idx = int(np.nonzero(world.vehicles == world.agents[agent])[0][0])
     route = world.routes[v_idx]
-    duration = (world.frames - 1) * 0.5
-    times = np.arange(0, int(round(duration * POSE_HZ)) + 1) / POSE_HZ
+    sim_s, sim_v = world.sim_s[:, v_idx], world.sim_v[:, v_idx]
+    n = int(round((world.frames - 1) * KEYFRAME_DT * POSE_HZ)) + 1
+    t = np.arange(n) / POSE_HZ
+    # The traffic simulation's state at every message time (see traffic.route_state), vectorised.
+    k = np.clip(np.floor(t / SIM_DT + 1e-9).astype(np.int64), 0, len(sim_s) - 1)
+    s = sim_s[k] + sim_v[k] * (t - k * SIM_DT)
+    v = sim_v[k]
+    v_next = sim_v[np.minimum(k + 1, len(sim_s) - 1)]
+    poses = [world.ego_pose_at(float(ti), agent) if abs(ti / KEYFRAME_DT - round(ti / KEYFRAME_DT)) < 1e-9
+             else None for ti in t]
+    centre, heading = route.pose(s)
+    yaw_rate = v * _curvature(route, s)
     pose = []
-    for t in times:
-        x, y, yaw = world.ego_pose_at(float(t), agent)
-        s, v = route_state(world.sim_s[:, v_idx:v_idx + 1], world.sim_v[:, v_idx:v_idx + 1], float(t))
-        s, v = float(s[0]), float(v[0])
-        v_next = float(route_state(world.sim_s[:, v_idx:v_idx + 1], world.sim_v[:, v_idx:v_idx + 1],
-                                   float(t) + SIM_DT)[1][0])
-        yaw_rate = v * _curvature(route, s)
-        pose.append({'utime': int(t0_us + round(t * 1e6)), 'pos': [x, y, 0.0],
-                     'orientation': quat(rot_z(yaw)),
-                     'vel': [v, 0.0, 0.0], 'accel': [(v_next - v) / SIM_DT, v * yaw_rate, GRAVITY],
-                     'rotation_rate': [0.0, 0.0, yaw_rate]})
+    for i in range(n):
+        # keyframes: exactly the ego_pose; in between: the rear axle of the simulated vehicle
+        x, y, yaw = poses[i] if poses[i] is not None else rear_axle(centre[i, 0], centre[i, 1], heading[i])
+        pose.append({'utime': int(t0_us + round(t[i] * 1e6)), 'pos': [x, y, 0.0], 'orientation': quat(rot_z(yaw)),
+                     'vel': [float(v[i]), 0.0, 0.0],
+                     'accel': [float(v_next[i] - v[i]) / SIM_DT, float(v[i] * yaw_rate[i]), GRAVITY],
+                     'rotation_rate': [0.0, 0.0, float(yaw_rate[i])]})
     monitor = [{'utime': m['utime'], 'vehicle_speed': m['vel'][0] * 3.6,
-                'yaw_rate': float(np.degrees(m['rotation_rate'][2]))} for m in pose[::POSE_HZ // 2]]
-    s_all = world.sim_s[:, v_idx]
-    s_lo, s_hi = max(0.0, float(s_all.min()) - 20), min(route.length, float(s_all.max()) + 20)
+                'yaw_rate': float(np.degrees(m['rotation_rate'][2]))} for m in pose[::int(KEYFRAME_DT * POSE_HZ)]]
+    s_lo, s_hi = max(0.0, float(sim_s.min()) - 20), min(route.length, float(sim_s.max()) + 20)
     pts, _ = route.pose(np.arange(s_lo, s_hi + 1e-9, 5.0))
     return {'pose': pose, 'vehicle_monitor': monitor, 'route': [[float(a), float(b)] for a, b in pts]}
 
 
-def _curvature(route, s: float, ds: float = 1.0) -> float:
-    """Heading change per metre of the route around arc length ``s`` (rad/m, left turns positive)."""
+def _curvature(route, s: np.ndarray, ds: float = 1.0) -> np.ndarray:
+    """Heading change per metre of the route around arc lengths ``s`` [N] (rad/m, left turns positive)."""
     _, y0 = route.pose(s - ds)
     _, y1 = route.pose(s + ds)
-    return float(np.angle(np.exp(1j * (y1 - y0)))) / (2 * ds)
+    return np.angle(np.exp(1j * (y1 - y0))) / (2 * ds)
 
 
 __all__ = ['can_bus_messages', 'POSE_HZ']

@@ -195,15 +195,17 @@ def lidar_sweep(world: World, t: float, agent: int, rng: np.random.Generator,
                 column_stride: int = SWEEP_COLUMN_STRIDE) -> dict:
     """A LiDAR sweep at time ``t`` seconds (between keyframes): ``ego2global`` and ``points`` (the
     keyframe format; every ``column_stride``-th column of the 1084, all 32 rings)."""
-    e2g = world.ego2global_at(t, agent)
-    prims = world.prims_at_time(t, exclude=[world.agents[agent]])
+    poses = world.poses_at(t)
+    e2g = world.ego2global_at(t, agent, poses)
+    prims = world.prims_at_time(t, [world.agents[agent]], poses)
     return {'ego2global': e2g, 'points': lidar_scan(prims, world.town, e2g @ lidar2ego(), rng, column_stride)['points']}
 
 
 def camera_sweep(world: World, t: float, agent: int, image_size, rngs) -> dict:
     """The 6 camera images (uint8 RGB, CAMERA_NAMES order) at time ``t`` seconds, with ``ego2global``."""
-    e2g = world.ego2global_at(t, agent)
-    prims = world.prims_at_time(t, exclude=[world.agents[agent]])
+    poses = world.poses_at(t)
+    e2g = world.ego2global_at(t, agent, poses)
+    prims = world.prims_at_time(t, [world.agents[agent]], poses)
     rgb = [render_camera(prims, world.town, e2g @ cam['cam2ego'], cam['intrinsics'], cam['height'], cam['width'],
                          rng)['rgb'] for cam, rng in zip(camera_rig(image_size, world.camera_tilt(agent)), rngs)]
     return {'ego2global': e2g, 'rgb': rgb}

@@ -54,9 +54,10 @@ class World:
         """All primitives (scenery + posed objects) in the global frame at keyframe ``f``."""
         return self._posed(self.pose[f], exclude)
 
-    def prims_at_time(self, t: float, exclude=()) -> Primitives:
-        """``prims_at`` at any time ``t`` seconds after the first keyframe (sweeps between keyframes)."""
-        return self._posed(self.poses_at(t), exclude)
+    def prims_at_time(self, t: float, exclude=(), poses: np.ndarray | None = None) -> Primitives:
+        """``prims_at`` at any time ``t`` seconds after the first keyframe (sweeps between keyframes);
+        ``poses``: ``poses_at(t)`` when already computed."""
+        return self._posed(self.poses_at(t) if poses is None else poses, exclude)
 
     def poses_at(self, t: float) -> np.ndarray:
         """(x, y, yaw) [N, 3] of every object at time ``t`` seconds after the first keyframe.
@@ -108,11 +109,11 @@ class World:
 
     def ego_pose(self, f: int, agent: int = 0):
         """(x, y, yaw) of agent ``agent``'s ego frame (rear axle on the ground) at keyframe ``f``."""
-        return _rear_axle(*self.pose[f, self.agents[agent]])
+        return rear_axle(*self.pose[f, self.agents[agent]])
 
     def ego_pose_at(self, t: float, agent: int = 0):
         """``ego_pose`` at any time ``t`` seconds after the first keyframe."""
-        return _rear_axle(*self.poses_at(t)[self.agents[agent]])
+        return rear_axle(*self.poses_at(t)[self.agents[agent]])
 
     def ground_seen(self, agent: int = 0) -> np.ndarray:
         """bool [n, n] raster (cells of SEEN_RES m) of what the agent's LiDAR observes from some
@@ -140,8 +141,11 @@ class World:
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
         return _planar(*self.ego_pose(f, agent))
 
-    def ego2global_at(self, t: float, agent: int = 0) -> np.ndarray:
-        return _planar(*self.ego_pose_at(t, agent))
+    def ego2global_at(self, t: float, agent: int = 0, poses: np.ndarray | None = None) -> np.ndarray:
+        """Ego -> global [4, 4] at time ``t``; ``poses``: ``poses_at(t)`` when already computed."""
+        if poses is None:
+            return _planar(*self.ego_pose_at(t, agent))
+        return _planar(*rear_axle(*poses[self.agents[agent]]))
 
 
 def camera_tilt(seed: int, index: int, agent: int) -> np.ndarray:
@@ -152,7 +156,9 @@ def camera_tilt(seed: int, index: int, agent: int) -> np.ndarray:
     return np.deg2rad(rng.uniform(-CAMERA_TILT_DEG, CAMERA_TILT_DEG, (6, 2)))
 
 
-def _rear_axle(x, y, yaw):
+def rear_axle(x, y, yaw):
+    """(x, y, yaw) of the ego frame (rear axle on the ground) of a connected vehicle whose box
+    bottom centre is at (x, y) with heading yaw."""
     back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
     return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
 
