@@ -16,7 +16,7 @@ development, ``create_data`` run on them, and ``tools/test.py ... --out
 <work-dir>/pred_unseen`` on their ``occ_infos_val.pkl``) the same model and the
 same training-split prior are also scored there and shown beside the held-out
 town, each with its per-class table, prior and geometry IoU. ``make demo`` does
-this for ``data/demo_unseen`` (``make_synthetic.py --seed 7919 --scenes 3
+this for ``data/demo_unseen`` (``make_synthetic.py --seed 31337 --scenes 3
 --frames 8 --val-fraction 0.9``: all three towns held out).
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument('--unseen-pred', default=None, metavar='DIR',
                    help='model predictions on --unseen-root (default <work-dir>/pred_unseen)')
     p.add_argument('--unseen-label', default='towns of an unseen seed',
-                   help='how the report names the --unseen-root set (e.g. "seed 7919, 3 towns")')
+                   help='how the report names the --unseen-root set (e.g. "seed 31337, 3 towns")')
     p.add_argument('--require-beat', action='store_true',
                    help='exit with status 3 unless the model beats the prior on mIoU and dynamic mIoU')
     return p.parse_args(argv)
