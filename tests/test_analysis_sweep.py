@@ -130,6 +130,9 @@ def test_sweep_grid_spans_100x_and_builds():
     assert strategy_from_config(path('collab_control_dropped.py')) == 'dropped'
     assert strategy_from_config(path('collab_robust_int8.py')) == 'tome+int8'
     assert strategy_from_config(common, {'model.collab.link.drop_prob': '1.0'}) == 'dropped'
+    assert strategy_from_config(common, {'model.collab.link.drop_prob': '0.3',
+                                         'model.collab.strategy': 'full'}) == 'full+loss0.3'
+    assert strategy_from_config(path('collab_robust_latency.py')) == 'tome+latency1'
     cfg = _cfg('collab_robust_latency.py')
     assert cfg.model.collab.link.latency == 1 and cfg.model.collab.budget_bytes == 20000
     assert cfg.train_dataloader.dataset.load_neighbors is True

@@ -8,7 +8,8 @@ the run's configuration, never from its name (``strategy_from_config``): a tools
 column. Strategies:
 
 - a compressor name (``tome``, ``topk``, ``random``, a named variant such as ``tome4``; with a
-  non-default codec precision ``+int8`` etc. is appended): a point of that strategy's curve;
+  non-default codec precision ``+int8`` etc. is appended, and with a degraded link ``+loss0.3``,
+  ``+latency1``, ``+posenoise0.5``): a point of that strategy's curve;
 - ``full``: full sharing (the whole map, the reference of the gain);
 - ``dropped``: the same weights with every message lost on the link (``link.drop_prob=1``), the
   reference row of every table (its output is the ego-only forward of those weights);
@@ -66,7 +67,12 @@ def strategy_from_config(config: str, options: dict | None = None) -> str:
     if strategy == 'none':
         return 'ego'
     quant = (collab.get('codec') or {}).get('quant', 'fp16')
-    return strategy if strategy == 'full' or quant == 'fp16' else f'{strategy}+{quant}'
+    if strategy != 'full' and quant != 'fp16':
+        strategy += f'+{quant}'
+    # a degraded link is its own row, never the clean curve or the full-sharing reference
+    knobs = [('loss', link.get('drop_prob', 0.0)), ('latency', link.get('latency', 0)),
+             ('posenoise', link.get('pose_noise_m', 0.0) or link.get('pose_noise_deg', 0.0))]
+    return strategy + ''.join(f'+{k}{v:g}' for k, v in knobs if v)
 
 
 def load_rows(path: str, metric: str = 'miou') -> list:
