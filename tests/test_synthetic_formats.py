@@ -31,7 +31,7 @@ def _matrix(rec):
 
 @pytest.mark.slow
 def test_ego_pose_tokens_are_sample_data_tokens(tiny_world):
-    from nuscenes.scripts.export_poses import get_poses
+    from nuscenes.scripts.export_poses import derive_latlon, get_poses
     nusc = _nusc(tiny_world)
     assert len(nusc.ego_pose) == len(nusc.sample_data)
     for sd in nusc.sample_data:
@@ -41,6 +41,8 @@ def test_ego_pose_tokens_are_sample_data_tokens(tiny_world):
         poses = get_poses(nusc, scene['token'])
         assert len(poses) == scene['nbr_samples'] + 9 * (scene['nbr_samples'] - 1)    # keyframes + 20 Hz sweeps
         assert all(a['timestamp'] < b['timestamp'] for a, b in zip(poses, poses[1:]))
+        location = nusc.get('log', scene['log_token'])['location']      # one of the four nuScenes maps
+        assert len(derive_latlon(location, poses)) == len(poses)
 
 
 def test_scene_names_follow_the_official_splits():
@@ -55,6 +57,8 @@ def test_scene_names_follow_the_official_splits():
     assert {161, 309, 71} <= can_bus_blacklist()          # no CAN data / misaligned route in the devkit's lists
     with pytest.raises(ValueError, match='official nuScenes val'):
         scene_names(200, 1, val_worlds=set(range(200)))
+    mini = scene_names(3, 1, val_worlds={2}, version='v1.0-mini')        # the devkit pairs mini with these
+    assert [mini[(w, 0)] in official['mini_val' if w == 2 else 'mini_train'] for w in range(3)] == [True] * 3
 
 
 @pytest.mark.slow

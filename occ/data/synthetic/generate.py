@@ -235,7 +235,7 @@ def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, age
     out_dir = os.path.abspath(out_dir)
     n_val = 0 if scenes < 2 or val_fraction == 0 else max(1, int(round(scenes * val_fraction)))
     val_worlds = set(range(scenes - n_val, scenes))
-    names = scene_names(scenes, agents, val_worlds)
+    names = scene_names(scenes, agents, val_worlds, version)
     owned = [version, 'samples', 'sweeps', 'depth', 'semantics2d', 'gts', 'maps', 'can_bus', 'splits.json',
              'annotations.json', 'cooperative.json']
     prepare_output_root(out_dir, force, owned)

@@ -58,28 +58,31 @@ def can_bus_blacklist() -> frozenset:
 
 
 def official_scene_pool(split: str) -> list:
-    """The devkit's official ``train`` or ``val`` scene names, in order, minus the CAN bus blacklists."""
+    """The devkit's official scene names of ``split`` (train, val, mini_train, mini_val), in order,
+    minus the CAN bus blacklists."""
     from nuscenes.utils import splits
     bad = can_bus_blacklist()
     return [n for n in getattr(splits, split) if int(n[-4:]) not in bad]
 
 
-def scene_names(scenes: int, agents: int, val_worlds) -> dict:
+def scene_names(scenes: int, agents: int, val_worlds, version: str = 'v1.0-trainval') -> dict:
     """(world, agent) -> nuScenes scene name.
 
     Scenes of train worlds take the official train names in order, scenes of val worlds the
-    official val names, so tools that split by ``nuscenes.utils.splits`` (mmdetection3d, BEVDet,
-    the Occ3D converter) put each scene where ``splits.json`` does.
+    official val names (``mini_train`` / ``mini_val`` for a ``*-mini`` version, as the devkit pairs
+    them), so tools that split by ``nuscenes.utils.splits`` (mmdetection3d, BEVDet, the Occ3D
+    converter) put each scene where ``splits.json`` does.
     """
     val_worlds = set(val_worlds)
     out, used = {}, {'train': 0, 'val': 0}
-    pools = {s: official_scene_pool(s) for s in used}
+    prefix = 'mini_' if version.endswith('mini') else ''
+    pools = {s: official_scene_pool(prefix + s) for s in used}
     for w in range(scenes):
         split = 'val' if w in val_worlds else 'train'
         for k in range(agents):
             if used[split] >= len(pools[split]):
-                raise ValueError(f'{split} needs more than the {len(pools[split])} official nuScenes {split} scene '
-                                 f'names (CAN bus blacklists left out); use fewer scenes or agents')
+                raise ValueError(f'{split} needs more than the {len(pools[split])} official nuScenes {prefix}{split} '
+                                 f'scene names (CAN bus blacklists left out); use fewer scenes or agents')
             out[(w, k)] = pools[split][used[split]]
             used[split] += 1
     return out
@@ -132,8 +135,10 @@ def build_tables(records: list, seed: int, names: dict, calib: dict, map_files: 
     for (w, k), recs in by_scene.items():
         name = names[(w, k)]
         log_tok, scene_tok = token(seed, 'log', w, k), token(seed, 'scene', w, k)
-        t['log'].append({'token': log_tok, 'logfile': name, 'vehicle': f'synth-vehicle-{k}',
-                         'date_captured': '2024-01-01', 'location': f'synth-town-{seed}-{w}'})
+        # location is one of the four nuScenes maps in the schema (tools key lat/lon references and
+        # map files on it): Boston, which drives on the right like the towns; logfile names the town.
+        t['log'].append({'token': log_tok, 'logfile': f'synth-town-{seed}-{w}-vehicle-{k}',
+                         'vehicle': f'synth-vehicle-{k}', 'date_captured': '2024-01-01', 'location': 'boston-seaport'})
         for ch in channels:
             s2e, k3 = calib[(w, k)][ch]
             t['calibrated_sensor'].append({
