@@ -321,7 +321,7 @@ def evaluator_section(ctx) -> dict:
 
     from occ.evaluation.evaluator import OccEvaluator
     from occ.evaluation.origins import origins_from_infos
-    frames = _eval_frames(ctx, 2 if ctx.opts.tiny else 8)
+    frames = _eval_frames(ctx, 2 if ctx.opts.tiny else 4)
     grid = _label_grid(ctx, frames[0][1]['semantics'].shape)
     origins = origins_from_infos([f[0] for f in frames], grid, 2 if ctx.opts.tiny else 8)
     skip = _no_cuda(ctx)
