@@ -78,6 +78,10 @@ def optim_wrapper_cfg(cfg, device: str, precision: str) -> dict:
     return out
 
 
+def _item(v) -> float:
+    return float(v.detach()) if hasattr(v, 'detach') else float(v)
+
+
 def _sync(device: str) -> None:
     if device == 'cuda':
         import torch
@@ -116,13 +120,13 @@ def train_run(cfg, batches: list, device: str, precision: str, iters: int, deadl
         t0 = time.perf_counter()
         with cpu_autocast:
             log_vars = model.train_step(data, optim)
-        loss = float(log_vars['loss'])          # a host sync, as the Runner's logger does
+        loss = _item(log_vars['loss'])          # a host sync, as the Runner's logger does
         _sync(device)
         times.append(time.perf_counter() - t0)
         losses.append(loss)
         for k, v in log_vars.items():
             if k != 'loss':
-                terms.setdefault(k, []).append(float(v))
+                terms.setdefault(k, []).append(_item(v))
     run.update(iters_done=len(losses), truncated=truncated, losses=losses,
                loss_terms_last={k: v[-1] for k, v in terms.items()})
     run['all_finite'] = bool(losses) and all(math.isfinite(v) for v in losses)
