@@ -2,7 +2,7 @@
 """One prepared GPU check: CUDA-vs-CPU correctness, AMP training, DDP and inference speed -> one JSON.
 
     python tools/device_check.py --out work_dirs/device_check/device_check.json      # GPU machine
-    python tools/device_check.py --device cpu --tiny --out /tmp/dc.json               # here, ~2 min
+    python tools/device_check.py --device cpu --tiny --out /tmp/dc.json               # here, ~1 min
     bash tools/device_check.sh                # on the GPU machine: installs the carried wheels first
 
 Sections (``--sections`` to pick some): environment, world, bev_pool, sparse_head,

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 STATUSES = ('ok', 'failed', 'error', 'timeout', 'skipped')
@@ -51,7 +51,7 @@ class Section:
 _P = 'occ.analysis.device_check.'
 # Order matters only for the budget: cheap correctness first, then speed, training and DDP.
 # Caps: (GPU machine, --tiny on CPU). The tiny caps are generous because a shared 2-core
-# machine can be 5-10x slower under load; idle, the whole tiny run takes about 2-3 minutes.
+# machine can be 5-10x slower under load; at light load the whole tiny run takes about a minute.
 SECTIONS: dict[str, Section] = {
     'environment': Section(_P + 'environment:section', 60, 120),
     'world': Section(_P + 'world:section', 120, 150),
@@ -86,7 +86,6 @@ class CheckOptions:
     fps_repeats: Optional[int] = None
     wheels: Optional[str] = None          # folder of carried wheels (reported by 'environment')
     seed: int = 0
-    extra: dict = field(default_factory=dict)
 
     def resolved(self) -> 'CheckOptions':
         o = dataclasses.replace(self)
