@@ -1,9 +1,9 @@
 # Two commands on a fresh machine:  `make demo`  and  `make test`.
-# Both create .venv themselves (spconv CPU wheel, or spconv-cu120 when nvidia-smi works).
+# Both create .venv themselves (spconv CPU wheel, or spconv-cu121 when nvidia-smi works).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-EXTRA := $(shell nvidia-smi >/dev/null 2>&1 && echo cu120 || echo cpu)
+EXTRA := $(shell nvidia-smi >/dev/null 2>&1 && echo cu121 || echo cpu)
 SEED ?= 0
 DEMO_DATA ?= data/demo
 DEMO_WORK ?= work_dirs/demo

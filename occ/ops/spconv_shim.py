@@ -137,7 +137,7 @@ def require_spconv(what: str):
     if not apply_spconv_shim():
         raise ImportError(
             f'{what} needs spconv: `pip install spconv==2.3.8` (CPU) or '
-            f'`pip install spconv-cu120==2.3.8` (CUDA 12); see pyproject extras [cpu]/[cu120].')
+            f'`pip install spconv-cu121==2.3.8` (CUDA >= 12.1); see pyproject extras [cpu]/[cu121].')
     import spconv.pytorch as spconv
     return spconv
 
