@@ -60,6 +60,9 @@ def test_seeds_pool_and_the_dropped_message_row_is_the_reference(tmp_path):
     assert by['full']['gain_retained'] == pytest.approx(1.0)
     assert by['tome_20k']['gain_retained'] == pytest.approx(5.0 / 11.0)
     assert 'ego-only model trained alone: 20.00' in format_report(rep)
+    lossy = _rows([dict(name='lossy', strategy='full+loss0.3', bytes=2_560_000, miou=25.0)], tmp_path, 'l.json')
+    rep = budget_report(rows + lossy)
+    assert list(rep['curves']) == ['tome'] and rep['full_value'] == 31.0       # a robustness row, not a curve
 
 
 def test_report_says_when_target_is_not_measured(tmp_path, capsys):

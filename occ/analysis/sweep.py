@@ -75,6 +75,11 @@ def strategy_from_config(config: str, options: dict | None = None) -> str:
     return strategy + ''.join(f'+{k}{v:g}' for k, v in knobs if v)
 
 
+def degraded(strategy: str) -> bool:
+    """Whether a strategy label names a degraded link (a robustness row, not a curve)."""
+    return any(f'+{k}' in strategy for k in ('loss', 'latency', 'posenoise'))
+
+
 def load_rows(path: str, metric: str = 'miou') -> list:
     """Rows of a CSV (header) or JSON (list of objects, e.g. ablation.json); errors name the file.
 
@@ -164,7 +169,7 @@ def budget_report(rows, fractions=(1 / 16,), curve: str | None = None) -> dict:
     out_rows = [dict(r, log2_bytes=math.log2(r['bytes']) if r['bytes'] > 0 else None,
                      gain_retained=(r['value'] - ref['value']) / gain if gain else None)
                 for r in sorted(pooled, key=lambda r: (r['bytes'], r['strategy']))]
-    names = [s for s in by_strategy if s not in REFERENCES + ('full',)]
+    names = [s for s in by_strategy if s not in REFERENCES + ('full',) and not degraded(s)]
     if curve is not None:
         if curve not in names:
             raise ValueError(f'budget_report: no {curve!r} rows (strategies: {sorted(names)})')
