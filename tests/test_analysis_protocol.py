@@ -274,3 +274,19 @@ def test_ablate_seeds_mean_std_and_interval(tmp_path, monkeypatch):
     assert f"{summary['toy_trained']['miou']:.2f} ± {summary['toy_trained']['miou_std']:.2f}" in md
     assert f"[{got['lo']:+.2f}, {got['hi']:+.2f}] | {got['verdict']}" in md
     assert open(osp.join(root, 'ablation.png'), 'rb').read(4) == b'\x89PNG'
+
+
+def test_seed_overrides_reach_a_collaboration_models_own_seed():
+    """--seeds redraws a collaboration model's link/selection streams (model.collab.seed), unless
+    the grid point fixes that seed itself; a config without collaboration gets no such key."""
+    import os.path as osp
+
+    from occ.analysis.ablate import protocol_options
+    cfgs = osp.join(osp.dirname(osp.abspath(__file__)), '..', 'configs')
+    collab = osp.join(cfgs, 'ablations', 'collab_common.py')
+    opts = protocol_options({'config': collab, 'seed': 2, 'options': {}}, '/tmp/run')
+    assert opts['model.collab.seed'] == '2' and opts['randomness.seed'] == '2'
+    fixed = protocol_options({'config': collab, 'seed': 2, 'options': {'model.collab.seed': '7'}}, '/tmp/run')
+    assert 'model.collab.seed' not in fixed
+    plain = protocol_options({'config': osp.join(cfgs, 'occ_cpu_demo.py'), 'seed': 2, 'options': {}}, '/tmp/run')
+    assert 'model.collab.seed' not in plain and plain['randomness.seed'] == '2'

@@ -109,8 +109,9 @@ def expand_seeds(runs: list, seeds: int) -> list:
 
 
 def protocol_options(run: dict, run_dir: str) -> dict:
-    """Config overrides a run needs beyond its grid point: its seed (``randomness.seed`` and an
-    OccDataset training set's augmentation ``seed``) and, when its test evaluator is OccMetric,
+    """Config overrides a run needs beyond its grid point: its seed (``randomness.seed``, an
+    OccDataset training set's augmentation ``seed`` and a collaboration model's
+    ``model.collab.seed``) and, when its test evaluator is OccMetric,
     the per-frame statistics file for the paired bootstrap."""
     from mmengine.config import Config
     cfg = Config.fromfile(run['config'], import_custom_modules=False)   # read only
@@ -120,6 +121,12 @@ def protocol_options(run: dict, run_dir: str) -> dict:
         ds = cfg.get('train_dataloader', {}).get('dataset', {})
         if isinstance(ds, dict) and str(ds.get('type', '')).split('.')[-1] == 'OccDataset':
             out['train_dataloader.dataset.seed'] = str(run['seed'])
+        # A collaboration model's own random streams (link loss and pose noise, random
+        # selection, train_mix) are seeded by model.collab.seed: a new seed redraws them too,
+        # unless the grid point fixes that seed itself.
+        collab = cfg.get('model', {}).get('collab')
+        if isinstance(collab, dict) and 'model.collab.seed' not in run.get('options', {}):
+            out['model.collab.seed'] = str(run['seed'])
     ev = cfg.get('test_evaluator')
     if isinstance(ev, dict) and str(ev.get('type', '')).split('.')[-1] == 'OccMetric':
         out['test_evaluator.frame_stats'] = osp.join(run_dir, FRAME_STATS)
