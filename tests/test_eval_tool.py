@@ -162,3 +162,53 @@ def test_real_frame_through_the_cli(tmp_path):
     r = json.loads((tmp_path / 'r.json').read_text())
     assert r['miou'] == 100.0 and r['iou'] == 100.0 and r['ray_iou'] == 100.0
     assert r['per_class']['vegetation'] == 100.0 and r['per_class']['pedestrian'] is None
+
+
+def test_history_only_region_matches_a_loop_reference(fixture, capsys):
+    """--history-frames 2: voxels the camera saw in one of the 2 previous keyframes (moved by the
+    ego's +1 m/frame x motion) and not now, scored against a per-voxel loop over the frames."""
+    gt, pred, info, tmp = fixture
+    # the current camera sees z < 4; the past frames see z < 6 (history-only: z 4..5, shifted)
+    for k in range(4):
+        path = str(gt / 'gts' / 'scene-0001' / f't{k}' / 'labels.npz')
+        lab = load_occ3d_labels(path)
+        cam = np.zeros(SHAPE, np.uint8)
+        cam[:, :, :4] = 1
+        cam[:20 - 4 * k, :, 4:6] = 1                  # and a band at z 4..5 that shrinks: x < 20 - 4k
+        save_occ3d_labels(path, lab['semantics'], lab['mask_lidar'], cam)
+    assert _run('--info', info, '--pred', pred, '--json', tmp / 'h.json', '--workers', 1,
+                '--history-frames', 2, '--no-ray-iou') == 0
+    r = json.loads((tmp / 'h.json').read_text())
+    assert 'visible in history only' in capsys.readouterr().out
+    # loop reference: frame k's ego sits at x = k (voxel 0.4 m): a voxel centre x_c in frame k is
+    # x_c + (k - j) in frame j; it is history-only when some j in {k-1, k-2} saw it and frame k does not
+    lo, v = -4.0, 0.4
+    hist = np.zeros((18, 18), np.int64)
+    for k in range(4):
+        cur = load_occ3d_labels(str(gt / 'gts' / 'scene-0001' / f't{k}' / 'labels.npz'))
+        p = np.load(str(pred / f't{k}.npz'))['semantics']
+        past = [load_occ3d_labels(str(gt / 'gts' / 'scene-0001' / f't{j}' / 'labels.npz'))['mask_camera']
+                for j in (k - 1, k - 2) if j >= 0]
+        for i in range(SHAPE[0]):
+            for jj in range(SHAPE[1]):
+                for z in range(SHAPE[2]):
+                    if cur['mask_camera'][i, jj, z]:
+                        continue
+                    seen = False
+                    for d, m in enumerate(past, start=1):
+                        xp = lo + (i + 0.5) * v + d              # this centre in frame k - d
+                        ip = int(np.floor((xp - lo) / v))
+                        if 0 <= ip < SHAPE[0] and m[ip, jj, z]:
+                            seen = True
+                    if seen:
+                        hist[cur['semantics'][i, jj, z], p[i, jj, z]] += 1
+    assert hist[:FREE].sum() > 0 and r['history_only']['voxels'] == int(hist.sum())
+    ious = [hist[c, c] / (hist[c].sum() + hist[:, c].sum() - hist[c, c])
+            for c in range(FREE) if hist[c].sum() + hist[:, c].sum() > 0]
+    assert r['history_only']['miou'] == pytest.approx(100 * float(np.mean(ious)))
+
+
+def test_history_frames_needs_an_info_file(fixture, capsys):
+    gt, pred, _, tmp = fixture
+    assert _run('--gt', gt, '--pred', pred, '--pc-range', *RANGE, '--history-frames', 2) == 2
+    assert '--history-frames needs --info' in capsys.readouterr().err

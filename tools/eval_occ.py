@@ -3,7 +3,7 @@
 
     python tools/eval_occ.py --gt GT_ROOT --pred PRED [--mask camera|lidar|none]
         [--info occ_infos_val.pkl] [--json FILE] [--csv FILE] [--confusion-png FILE]
-        [--ray-iou/--no-ray-iou] [--allow-missing] [--workers N]
+        [--ray-iou/--no-ray-iou] [--allow-missing] [--workers N] [--history-frames T]
 
 GT_ROOT holds gts/<scene>/<token>/labels.npz (or <token>/labels.npz). PRED is a
 folder of <token>.npz or one submission file (.npz keyed by token, or a pickle
@@ -12,7 +12,11 @@ file, RayIoU uses SparseOcc's origins (LiDAR positions of up to 8 keyframes of
 the scene) and predictions with ``semantics_future`` are scored per horizon
 against the GT of the following keyframes (each in its own ego frame, as in
 OccWorld). Without --info RayIoU casts from one origin, the nuScenes LiDAR
-position, and is not comparable to published RayIoU.
+position, and is not comparable to published RayIoU. With --info and
+``--history-frames T`` the "visible in history only" region (seen by the camera
+in one of the T previous keyframes of the scene, warped by ego motion, and not
+now; ``occ.data.history_mask``) is also scored, as the training-time metric of
+a temporal config with ``history_mask_frames=T`` does.
 
 Metric definitions: occ/evaluation/confusion.py (Occ3D), ray_iou.py (SparseOcc),
 forecast.py (OccWorld). Values are percentages. Exit status 2 on bad input.
@@ -33,12 +37,14 @@ sys.path.insert(0, os.path.abspath(os.path.join(os.path.dirname(__file__), '..')
 import numpy as np  # noqa: E402
 
 from occ.constants import CLASS_NAMES, FREE  # noqa: E402
+from occ.data.history_mask import history_visibility_mask  # noqa: E402
 from occ.data.infos import EVAL_KEYS, RAY_ORIGIN_KEYS, InfoFile  # noqa: E402
 from occ.data.occ3d_io import OccFileError, load_occ3d_labels  # noqa: E402
 from occ.evaluation.confusion import MASKS  # noqa: E402
 from occ.evaluation.evaluator import OccEvaluator, SEMANTIC_NAMES  # noqa: E402
 from occ.evaluation.origins import origins_from_infos  # noqa: E402
-from occ.evaluation.sources import PredictionSource, discover_gt, scene_sequences  # noqa: E402
+from occ.evaluation.parts import grid_for_shape  # noqa: E402
+from occ.evaluation.sources import PredictionSource, discover_gt, scene_history, scene_sequences  # noqa: E402
 from occ.geometry import OCC3D_RANGE, OccGrid  # noqa: E402
 from occ.utils.io import atomic_write_bytes  # noqa: E402
 
@@ -65,6 +71,9 @@ def parse_args(argv=None):
                    help='evaluate the tokens that have predictions and report how many were missing')
     p.add_argument('--workers', type=int, default=min(4, os.cpu_count() or 1),
                    help='loader threads (default min(4, CPUs))')
+    p.add_argument('--history-frames', type=int, default=0, metavar='T',
+                   help='with --info: also score voxels seen in one of the T previous keyframes of '
+                        'the scene (warped by ego motion) but not now (miou_history_only)')
     p.add_argument('--pc-range', type=float, nargs=6, default=None,
                    help='grid range (default: info metadata, else Occ3D [-40,-40,-1,40,40,5.4])')
     return p.parse_args(argv)
@@ -166,6 +175,12 @@ def evaluate(args, out=None) -> dict:
 
     origins = origins_from_infos(infos, OccGrid(pc_range)) if (infos and args.ray_iou) else {}
     following = scene_sequences(infos) if infos else {}
+    if args.history_frames < 0:
+        raise EvalInputError(f'--history-frames must be >= 0, got {args.history_frames}')
+    if args.history_frames and not infos:
+        raise EvalInputError('--history-frames needs --info (the scene order and ego poses)')
+    history = {t: p[:args.history_frames] for t, p in scene_history(infos).items()} if args.history_frames else {}
+    ego2global = {i['token']: np.asarray(i['ego2global'], np.float64) for i in infos} if history else {}
     evaluator = OccEvaluator(ray_iou=args.ray_iou, ray_device=args.ray_device, pc_range=pc_range)
 
     def one(token):
@@ -184,15 +199,24 @@ def evaluate(args, out=None) -> dict:
             unscored_future.append(token)
         if 'semantics_future' in pred and following.get(token):
             nxt = following[token][:len(pred['semantics_future'])]
-            gt_future = np.stack([load_occ3d_labels(gt_paths.get(t) or _path_for(t), sem.shape)['semantics']
+            gt_future = np.stack([load_occ3d_labels(gt_paths.get(t) or _path_for(t, 'future'), sem.shape)['semantics']
                                   for t in nxt])
+        extra = {}
+        if history:
+            past = history.get(token, [])
+            past_masks = [load_occ3d_labels(gt_paths.get(t) or _path_for(t, 'past'), sem.shape)['mask_camera']
+                          for t in past]
+            cur_inv = np.linalg.inv(ego2global[token])
+            extra['mask_camera_history'] = history_visibility_mask(
+                gt['mask_camera'], past_masks, [cur_inv @ ego2global[t] for t in past],
+                grid_for_shape(sem.shape, pc_range))
         return evaluator.frame_result(
             sem, gt['semantics'], gt['mask_camera'], gt['mask_lidar'],
             origins=origins.get(token), pred_future=pred.get('semantics_future') if gt_future is not None else None,
-            gt_future=gt_future, bytes_sent=pred.get('bytes_sent'))
+            gt_future=gt_future, bytes_sent=pred.get('bytes_sent'), **extra)
 
-    def _path_for(t):
-        raise OccFileError(f'GT of future keyframe {t} is not among the evaluated tokens')
+    def _path_for(t, when):
+        raise OccFileError(f'GT of {when} keyframe {t} is not among the evaluated tokens')
 
     def safe(token):
         try:
@@ -272,6 +296,10 @@ def print_report(s: dict, out=None) -> None:
             for k, v in s['forecast'].items()), file=out)
     if 'bytes_sent' in s:
         print(f'bytes sent per agent per frame: {s["bytes_sent"]:.1f}', file=out)
+    if 'history_only' in s:
+        h = s['history_only']
+        print(f'visible in history only ({h["voxels"]} voxels, {h["num_frames"]} frames): mIoU '
+              f'{_fmt(h["miou"]).strip()} / IoU {_fmt(h["iou"]).strip()}', file=out)
 
 
 def csv_bytes(flat: dict, summary: dict) -> bytes:

@@ -67,6 +67,16 @@ def scene_sequences(infos: list) -> dict:
     return nxt
 
 
+def scene_history(infos: list) -> dict:
+    """token -> list of the tokens before it in its scene, most recent first."""
+    prev = {}
+    for frames in infos_by_scene(infos):
+        toks = [f['token'] for f in frames]
+        for i, t in enumerate(toks):
+            prev[t] = toks[:i][::-1]
+    return prev
+
+
 class PredictionSource:
     """Loads predictions by token from a folder, an ``.npz`` submission or a pickle submission."""
 
