@@ -10,6 +10,7 @@ from .channel import CommChannel
 from .codec import WireCodec
 from .compressors import (CellSelector, FullCompressor, RandomCompressor, SilentCompressor, TopKCompressor,
                           ToMeCompressor)
+from .footprint import FootprintCodec, FootprintToMeCompressor
 from .fusion import CollabFusion
 from .link import SimulatedLink
 from .message import (Message, MessageError, decode, encode_dense, encode_tokens,
@@ -22,7 +23,8 @@ from .tome import bipartite_soft_matching, merge_to
 __all__ = [
     'CollabFusion', 'COMPRESSORS', 'CODECS', 'LINKS', 'FUSIONS', 'Compressor', 'Payload', 'TokenFusion',
     'SilentCompressor', 'FullCompressor', 'CellSelector', 'RandomCompressor', 'TopKCompressor', 'ToMeCompressor',
-    'WireCodec', 'SimulatedLink', 'LocalTokenAttention', 'MaxFusion', 'MeanFusion', 'knn_within',
+    'FootprintToMeCompressor', 'FootprintCodec', 'WireCodec', 'SimulatedLink', 'LocalTokenAttention', 'MaxFusion',
+    'MeanFusion', 'knn_within',
     'CommChannel', 'Message', 'MessageError', 'decode', 'encode_dense', 'encode_tokens',
     'max_tokens_for_budget', 'message_nbytes', 'bipartite_soft_matching', 'merge_to',
 ]
