@@ -139,3 +139,31 @@ def test_occ_metric_reads_the_poses_from_the_batch():
     ref = ev.flat_metrics('none')
     assert flat['forecast_dynamic_miou_1s'] == pytest.approx(ref['forecast_dynamic_miou_1s'])
     assert math.isfinite(flat['forecast_moving_miou_0.5s'])
+
+
+def test_moving_voxels_are_where_the_ego_warp_baseline_is_wrong():
+    """Why ego-warp scores exactly 0 moving-voxel mIoU (docs/WORLD.md): the region is, by definition,
+    where the current frame moved by the ego motion disagrees with the future. The baseline model
+    (``EgoWarpForecaster``, the same warp) is wrong on every voxel of it, the true future right on
+    every one, and a forecast that leaves known anchor cells unchanged scores 0 there too."""
+    from occ.models.world import EgoWarpForecaster
+    rng = np.random.default_rng(3)
+    s = _sample(rng)
+    model = EgoWarpForecaster(num_future=H, pc_range=RANGE, voxel_size=1.0)
+    warp = model.forecast(torch.from_numpy(s['gt'])[None], torch.from_numpy(s['ego2global'])[None],
+                          torch.from_numpy(s['future_ego2global'])[None])[0].numpy()
+    grid = OccGrid(RANGE, 1.0)
+    for h in range(H):
+        fut2cur = np.linalg.inv(s['ego2global']) @ s['future_ego2global'][h]
+        region = moving_voxels(s['gt'], s['gt_future'][h], fut2cur, grid)
+        assert region.sum() > 0
+        assert (warp[h][region] != s['gt_future'][h][region]).all()
+    scores = {}
+    for name, pred in (('ego_warp', warp), ('truth', np.where(s['gt_future'] < 18, s['gt_future'], FREE))):
+        ev = OccEvaluator(ray_iou=False, pc_range=RANGE, parts=['ForecastMotionSplit'])
+        ev.add(pred=s['gt'], **dict(s, pred_future=pred.astype(np.uint8)))
+        scores[name] = ev.summary('none')['forecast_split']
+    for h in ('0.5s', '1s', '1.5s'):
+        assert scores['ego_warp'][h]['moving_miou'] == 0.0
+        assert scores['truth'][h]['moving_miou'] == pytest.approx(100.0)
+        assert scores['truth'][h]['moving_iou'] in (None, pytest.approx(100.0))

@@ -817,7 +817,7 @@ def test_world_report_pairs_models_on_the_same_frames(seq_root, tmp_path):
     text = report([os.path.join(root, c) for c in ('world_residual_forecaster_cpu.py', 'world_ego_warp.py',
                                                    'world_copy_last.py')],
                   str(tmp_path), seeds=2, baseline='world_ego_warp', data_root=seq_root, oracle=True, n_boot=20,
-                  log=None)
+                  log=None, ratio_to='world_copy_last')
     assert '| world_residual_forecaster_cpu (2) |' in text and '| world_copy_last (1) |' in text
     assert 'world_residual_forecaster_cpu (tokenizer oracle)' in text
     assert 'forecast_dynamic_miou' in text and 'Paired differences to world_ego_warp' in text
@@ -826,3 +826,9 @@ def test_world_report_pairs_models_on_the_same_frames(seq_root, tmp_path):
     same = res['paired']['world_residual_forecaster_cpu (tokenizer oracle)']['forecast_miou_avg']
     assert same['replicates'] == 20 and same['lo'] <= same['diff'] <= same['hi']
     assert len(res['results']['world_residual_forecaster_cpu']) == 2
+    # the ratio to copy-last: per seed the two models' own averages divided, both seeds the same weights
+    r = res['ratios']['world_residual_forecaster_cpu']
+    by_seed = [a['forecast_miou_avg'] / b['forecast_miou_avg'] for a, b in
+               zip(res['results']['world_residual_forecaster_cpu'], res['results']['world_copy_last'] * 2)]
+    assert r['ratio'] == pytest.approx(np.mean(by_seed)) and r['lo'] <= r['hi'] and r['seeds'] == 2
+    assert 'over world_copy_last' in text and 'forecast_moving_iou' in text

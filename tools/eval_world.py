@@ -3,7 +3,7 @@
 
     python tools/eval_world.py configs/world_residual_forecaster_cpu.py configs/world_ego_warp.py \
         configs/world_copy_last.py configs/world_residual_tokenizer_cpu.py --oracle --baseline world_ego_warp
-    python tools/eval_world.py ... --seeds 3 --data-root data/world_test --split train
+    python tools/eval_world.py ... --seeds 3 --ratio-to world_copy_last --data-root data/world_test --split train
 
 A trained config (tokenizer or forecaster) loads the newest checkpoint of
 ``<work-root>/<config stem>`` (seed index 0) and ``<work-root>/<stem>__seed<k>`` (the
@@ -28,6 +28,8 @@ def parse_args(argv=None):
     p.add_argument('--work-root', default='work_dirs', help='where the trained configs\' work dirs are')
     p.add_argument('--seeds', type=int, default=1, metavar='N', help='seed indices 0..N-1 of every trained config')
     p.add_argument('--baseline', metavar='NAME', help='config stem every forecaster is compared with (paired)')
+    p.add_argument('--ratio-to', metavar='NAME',
+                   help='config stem whose 1-3 s average mIoU every model\'s is divided by (e.g. world_copy_last)')
     p.add_argument('--oracle', action='store_true',
                    help='also score each forecaster\'s tokenizer oracle (future frames from their own tokens)')
     p.add_argument('--data-root', metavar='DIR', help='nuScenes root to test on (as tools/test.py --data-root)')
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     from occ.analysis.world import report
     text = report(args.configs, args.work_root, args.seeds, args.baseline, args.data_root, args.split,
-                  args.oracle, args.max_batches, args.out, args.n_boot)
+                  args.oracle, args.max_batches, args.out, args.n_boot, ratio_to=args.ratio_to)
     print(text)
     return 0
 

@@ -18,7 +18,7 @@ import os.path as osp
 import numpy as np
 
 FORECAST_KEYS = ('forecast_miou_avg', 'forecast_iou_avg', 'forecast_static_miou_avg', 'forecast_dynamic_miou_avg',
-                 'forecast_moving_miou_avg')
+                 'forecast_moving_miou_avg', 'forecast_moving_iou_avg')
 
 
 def run_dir(work_root: str, config: str, seed_index: int) -> str:
@@ -160,6 +160,60 @@ def paired(results: dict, baseline: str, keys, pc_range, n_boot: int = 1000, see
     return out
 
 
+def ratio(results: dict, reference: str, key: str = 'forecast_miou_avg', pc_range=None, n_boot: int = 1000,
+          seed: int = 0, level: float = 0.95) -> dict:
+    """name -> ``key`` of the model over ``key`` of ``reference`` (e.g. copy-last), on the same frames.
+
+    Returns ``{'ratio', 'std', 'lo', 'hi', 'seeds'}``: the ratio per seed index (mean and std over
+    seeds) and a bootstrap interval resampling seeds and frames together (the draws of
+    ``paired_bootstrap``), each replicate the mean over its seeds of the recomputed ratio.
+    """
+    from occ.analysis.protocol import bootstrap_draws, mean_std
+    from occ.evaluation import OccEvaluator
+    if reference not in results:
+        raise ValueError(f'reference {reference!r} is not one of the models: {sorted(results)}')
+    ref = results[reference]
+    out = {}
+    for name, rs in results.items():
+        if name == reference or key not in rs[0]['flat']:
+            continue
+        ev = OccEvaluator(ray_iou=False, pc_range=pc_range, parts=rs[0]['frames'].parts)
+
+        def value(table, w=None):
+            v = ev.metrics_from_table(table, w, 'none').get(key)
+            return float('nan') if v is None else float(v)
+        cand = [r['frames'].table for r in rs]
+        base = [ref[k if len(ref) == len(rs) else 0]['frames'].table for k in range(len(rs))]
+        per_seed = [value(c) / value(b) for c, b in zip(cand, base)]
+        m, s, n = mean_std(per_seed)
+        seed_idx, frame_idx = bootstrap_draws(np.random.default_rng(seed), n_boot, len(cand),
+                                              len(rs[0]['frames'].tokens))
+        reps = []
+        for r in range(len(seed_idx)):
+            vals = []
+            for j, k in enumerate(seed_idx[r]):
+                w = np.bincount(frame_idx[r, j], minlength=len(rs[0]['frames'].tokens))
+                vals.append(value(cand[k], w) / value(base[k], w))
+            reps.append(float(np.mean(vals)))
+        ok = np.asarray([v for v in reps if math.isfinite(v)])
+        tail = 100.0 * (1.0 - level) / 2.0
+        lo, hi = (float(v) for v in np.percentile(ok, [tail, 100.0 - tail])) if len(ok) else (None, None)
+        out[name] = {'ratio': m, 'std': s, 'lo': lo, 'hi': hi, 'seeds': n}
+    return out
+
+
+def ratio_table(ratios: dict, reference: str, key: str = 'forecast_miou_avg') -> str:
+    if not ratios:
+        return ''
+    lines = [f'| model | {key} / {reference} (mean ± std over seeds) | 95 % interval |', '|---|---|---|']
+    for name, r in ratios.items():
+        cell = 'n/a' if r['ratio'] is None else (f"{r['ratio']:.2f}x" if r['std'] is None
+                                                 else f"{r['ratio']:.2f}x ± {r['std']:.2f}")
+        iv = 'n/a' if r['lo'] is None else f"[{r['lo']:.2f}, {r['hi']:.2f}]"
+        lines.append(f'| {name} | {cell} | {iv} |')
+    return '\n'.join(lines)
+
+
 def paired_table(diffs: dict, baseline: str) -> str:
     if not diffs:
         return ''
@@ -203,8 +257,13 @@ def tokenizer_rows(results: dict, models: dict) -> str:
 
 def report(configs: list, work_root: str = 'work_dirs', seeds: int = 1, baseline: str | None = None,
            data_root: str | None = None, split: str | None = None, oracle: bool = False,
-           max_batches: int | None = None, out_dir: str | None = None, n_boot: int = 1000, log=print) -> str:
-    """Load, score and tabulate; write ``world_eval.md`` / ``.json`` into ``out_dir`` (default work_root)."""
+           max_batches: int | None = None, out_dir: str | None = None, n_boot: int = 1000, log=print,
+           ratio_to: str | None = None) -> str:
+    """Load, score and tabulate; write ``world_eval.md`` / ``.json`` into ``out_dir`` (default work_root).
+
+    ``baseline``: the config stem every model is compared with (paired differences); ``ratio_to``: the
+    stem whose 1-3 s average mIoU every model's is divided by (e.g. copy-last: OccWorld's ratio).
+    """
     from occ.utils.io import atomic_save_json, atomic_write_bytes
     models, cfg = load_models(configs, work_root, seeds, data_root, oracle, log)
     loader = test_loader(cfg, split)
@@ -216,7 +275,7 @@ def report(configs: list, work_root: str = 'work_dirs', seeds: int = 1, baseline
              f'{" (" + split + " split)" if split else ""}; unmasked (OccWorld protocol), in %; mean ± std over '
              f'seeds (number of seeds in brackets); avg = mean of 1, 2, 3 s.', '']
     for key in ('forecast_miou', 'forecast_iou', 'forecast_static_miou', 'forecast_dynamic_miou',
-                'forecast_moving_miou'):
+                'forecast_moving_miou', 'forecast_moving_iou'):
         t = horizon_table(results, key)
         if t:
             lines += [t, '']
@@ -228,15 +287,21 @@ def report(configs: list, work_root: str = 'work_dirs', seeds: int = 1, baseline
         diffs = paired(results, baseline, keys, pc_range, n_boot)
         lines += [f'Paired differences to {baseline}: mean over seeds, 95 % bootstrap interval over seeds and '
                   'frames, verdict.', '', paired_table(diffs, baseline), '']
+    ratios = {}
+    if ratio_to:
+        ratios = ratio(results, ratio_to, 'forecast_miou_avg', pc_range, n_boot)
+        lines += [f'1-3 s average mIoU over {ratio_to}\'s on the same frames (bootstrap over seeds and frames):', '',
+                  ratio_table(ratios, ratio_to), '']
     text = '\n'.join(lines)
     out_dir = out_dir or work_root
     os.makedirs(out_dir, exist_ok=True)
     atomic_write_bytes(osp.join(out_dir, 'world_eval.md'), text.encode())
     atomic_save_json(osp.join(out_dir, 'world_eval.json'),
                      {'results': {n: [r['flat'] for r in rs] for n, rs in results.items()}, 'paired': diffs,
-                      'samples': n}, default=lambda v: v.tolist() if hasattr(v, 'tolist') else float(v))
+                      'ratios': ratios, 'samples': n}, default=lambda v: v.tolist() if hasattr(v, 'tolist') else float(v))
     return text
 
 
-__all__ = ['report', 'load_models', 'evaluate', 'horizon_table', 'paired', 'paired_table', 'tokenizer_rows',
+__all__ = ['report', 'load_models', 'evaluate', 'horizon_table', 'paired', 'paired_table', 'ratio', 'ratio_table',
+           'tokenizer_rows',
            'run_dir', 'FORECAST_KEYS']
