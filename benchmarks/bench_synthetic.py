@@ -129,7 +129,7 @@ def main():
             agree += (bh == ours['hit'][sub]).sum()
             total += len(sub)
     t_frame, c_frame = [], []
-    world.ground_seen(0)
+    world.observed(0)                      # the scene's accumulated LiDAR returns (labels), cached
     for f in range(a.frames):
         t0, c0 = time.perf_counter(), time.process_time()
         render_frame(world, f, 0, (144, 256), OccGrid.from_voxel(0.8))

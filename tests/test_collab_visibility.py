@@ -48,11 +48,11 @@ def _neighbour():
 
 
 # ------------------------------------------------------------------ loop reference
-def _ray_marks(occ, origins, dirs):
+def _ray_marks(occ, origins, dirs, ground=None):
     """Voxels each ray passes through up to and including its first occupied one; rays leaving the
-    grid without a hit mark nothing. Not a voxel walk: every crossing of every grid plane is
-    computed, sorted along the ray, and each piece between two crossings names its voxel by its
-    midpoint."""
+    grid without a hit mark nothing; a ray whose first occupied voxel is ``ground`` marks only it.
+    Not a voxel walk: every crossing of every grid plane is computed, sorted along the ray, and each
+    piece between two crossings names its voxel by its midpoint."""
     v, lo, shape = 0.8, GRID.lower, np.array(occ.shape)
     origins = np.broadcast_to(origins, dirs.shape).astype(np.float64)
     crossings = [np.zeros((len(dirs), 1))]
@@ -71,6 +71,10 @@ def _ray_marks(occ, origins, dirs):
     occupied = inside & occ.reshape(-1)[flat]
     first = np.where(occupied.any(1), occupied.argmax(1), -1)
     keep = inside & (np.arange(inside.shape[1])[None] <= first[:, None])
+    if ground is not None:
+        hit_flat = flat[np.arange(len(first)), np.maximum(first, 0)]
+        on_ground = (first >= 0) & ground.reshape(-1)[hit_flat]
+        keep &= ~on_ground[:, None] | (np.arange(inside.shape[1])[None] == first[:, None])
     marks = np.zeros(occ.size, bool)
     marks[flat[keep]] = True
     return marks.reshape(occ.shape)
@@ -91,11 +95,11 @@ def _clear_sight(occ, origin, flat_index):
     return not occ[tuple(idx.T)].any()
 
 
-def _reference_masks(occ, placement):
+def _reference_masks(occ, placement, ground):
     """(mask_lidar, mask_camera) of a vehicle at ``placement`` (its frame -> the grid's), by loops."""
     pix_stride, col_stride = _ray_strides(GRID, IMAGE)
     l2g = placement @ lidar2ego()
-    lidar = _ray_marks(occ, l2g[:3, 3], lidar_rays(column_stride=col_stride)[0] @ l2g[:3, :3].T)
+    lidar = _ray_marks(occ, l2g[:3, 3], lidar_rays(column_stride=col_stride)[0] @ l2g[:3, :3].T, ground)
     rig = [dict(cam, cam2ego=placement @ cam['cam2ego']) for cam in camera_rig(IMAGE)]
     cam = np.zeros_like(lidar)
     for c in rig:
@@ -104,29 +108,29 @@ def _reference_masks(occ, placement):
     centres = GRID.centers().reshape(-1, 3)
     rig_centre = np.mean([c['cam2ego'][:3, 3] for c in rig], 0)
     for i in np.flatnonzero(occ):
-        rel = centres[i] - l2g[:3, 3]
-        elev = math.degrees(math.atan2(rel[2], np.linalg.norm(rel[:2])))
-        if -31.5 < elev < 11.5 and np.linalg.norm(rel) < 70 and _clear_sight(occ, l2g[:3, 3], i):
-            lidar.reshape(-1)[i] = True
+        lidar.reshape(-1)[i] = True                         # every labelled voxel holds a LiDAR return
         seen_by_a_camera = False
         for c in rig:
             p = np.linalg.inv(c['cam2ego']) @ np.append(centres[i], 1.0)
             u, v, w = c['intrinsics'] @ p[:3]
             z = max(w, 1e-6)
             seen_by_a_camera |= p[2] > 0.1 and 0 <= u / z < c['width'] and 0 <= v / z < c['height']
-        if seen_by_a_camera and _clear_sight(occ, rig_centre, i):
+        if seen_by_a_camera and (ground.reshape(-1)[i] or _clear_sight(occ, rig_centre, i)):
             cam.reshape(-1)[i] = True
     return lidar, cam & lidar
 
 
 def test_mask_camera_coop_matches_a_loop_reference_and_sees_behind_the_wall():
     occ, car = _scene()
+    ground = np.zeros_like(occ)
+    ground[:, :, 1] = occ[:, :, 1]
+    ground &= ~car                                                     # the car's voxels are car, not road
     k2e = _neighbour()
-    ego_lidar, ego_cam = sensor_masks(occ, GRID, IMAGE)
-    ref_lidar, ref_cam = _reference_masks(occ, np.eye(4))
+    ego_lidar, ego_cam = sensor_masks(occ, GRID, IMAGE, ground=ground)
+    ref_lidar, ref_cam = _reference_masks(occ, np.eye(4), ground)
     assert np.array_equal(ego_lidar, ref_lidar) and np.array_equal(ego_cam, ref_cam)
-    coop = cooperative_camera_mask(ego_cam, [occ], [k2e], GRID, IMAGE)
-    ref_coop = ref_cam | _reference_masks(occ, k2e)[1]
+    coop = cooperative_camera_mask(ego_cam, [occ], [k2e], GRID, IMAGE, [ground])
+    ref_coop = ref_cam | _reference_masks(occ, k2e, ground)[1]
     assert np.array_equal(coop, ref_coop)
     # The car is behind the wall for the ego and in plain view of the neighbour.
     assert not (ego_cam & car).any()

@@ -3,8 +3,8 @@ references written here."""
 import numpy as np
 import pytest
 
-from occ.data.synthetic.labels import ray_visibility, voxel_visibility, voxelize
-from occ.data.synthetic.primitives import BOX, CYLINDER, ELLIPSOID, Primitives, intersect
+from occ.data.synthetic.labels import fill_vertical_gaps, ray_visibility, voxel_visibility, voxelize_points
+from occ.data.synthetic.primitives import BOX, CYLINDER, Primitives, exit_distance, intersect
 from occ.data.synthetic.raycast import GROUND, MISS, cast, cast_pinhole, grid_tiles
 from occ.data.synthetic.sensors import camera_rig, pixel_rays
 from occ.geometry import OccGrid
@@ -100,31 +100,61 @@ def test_culled_casting_equals_brute_force():
     assert (ref_hit >= 0).mean() > 0.2 and (ref_hit == GROUND).any()
 
 
-def test_voxelize_matches_supersampled_reference():
+_PRIO_REF = {c: p for c, p in enumerate([5, 6, 7, 7, 7, 7, 7, 7, 6, 7, 7, 0, 0, 0, 0, 3, 2])}
+
+
+def test_voxelize_points_matches_loop_reference():
     rng = np.random.default_rng(2)
-    grid = OccGrid((-6.0, -6.0, -1.0, 6.0, 6.0, 5.4), 0.8)
-    prims = _prims(rng, 12, spread=4.0)
-    prims.kind[prims.kind == ELLIPSOID] = BOX        # exact intersection rule: boxes and cylinders
-    prims.cls[:] = 4                                  # one solid class, so priorities do not matter
-    sem = voxelize(prims, lambda x, y: np.full(len(x), 17, np.uint8), grid)
-    # reference: 8 x 8 x 8 samples per voxel; touched = some sample inside, whole = all inside
-    ctr = grid.centers()
-    off = (np.arange(8) + 0.5) / 8 - 0.5
-    sub = np.stack(np.meshgrid(off, off, off, indexing='ij'), -1).reshape(-1, 3) * grid.voxel_size
-    pts = ctr[..., None, :] + sub                                         # [X, Y, Z, 512, 3]
-    touched = np.zeros(grid.shape, bool)
-    whole = np.zeros(grid.shape, bool)
-    for i in range(len(prims)):
-        ins = _inside_ref(pts, prims.kind[i], prims.center[i], prims.size[i], prims.yaw[i])
-        touched |= ins.any(-1)
-        above = pts[..., 2] >= 0                                          # the soil below z = 0 is solid too
-        whole |= (ins | ~above).all(-1) & above.any(-1)
-    ours = sem != 17
-    # every voxel the reference sees touched and not wholly inside must be labelled ...
-    assert not (touched & ~whole & ~ours).any()
-    # ... and labelled voxels are touched (the exact test also finds slivers thinner than 1/8 voxel)
-    assert (ours & ~touched).sum() <= 0.1 * ours.sum()
-    assert ours.sum() > 50 and (whole & ~ours).any()                      # interiors are freed
+    grid = OccGrid((-4.0, -4.0, -1.0, 4.0, 4.0, 5.4), 0.8)
+    pts = rng.uniform([-5, -5, -1.5, ], [5, 5, 6.0], (3000, 3))          # some fall outside the grid
+    cls = rng.integers(0, 17, len(pts)).astype(np.uint8)
+    got = voxelize_points(pts, cls, grid)
+    ref = np.full(grid.shape, 17, np.uint8)
+    best = {}
+    for p, c in zip(pts, cls):
+        idx = tuple(int(np.floor((p[a] - grid.pc_range[a]) / 0.8)) for a in range(3))
+        if any(i < 0 or i >= n for i, n in zip(idx, grid.shape)):
+            continue
+        key = (_PRIO_REF[int(c)], int(c))                                  # priority, then the higher class
+        if idx not in best or key > best[idx]:
+            best[idx] = key
+    for idx, (_, c) in best.items():
+        ref[idx] = c
+    np.testing.assert_array_equal(got, ref)
+    assert len(best) > 100
+
+
+def test_fill_vertical_gaps_matches_loop_reference():
+    rng = np.random.default_rng(5)
+    sem = np.full((6, 7, 16), 17, np.uint8)
+    mask = rng.random(sem.shape) < 0.35
+    sem[mask] = rng.choice([4, 15, 16], mask.sum())
+    got = fill_vertical_gaps(sem, (15, 16), 2)
+    ref = sem.copy()
+    for i in range(sem.shape[0]):
+        for j in range(sem.shape[1]):
+            col = sem[i, j]
+            occ = [k for k in range(16) if col[k] != 17]
+            for a, b in zip(occ[:-1], occ[1:]):                            # consecutive occupied voxels
+                if col[a] == col[b] and col[a] in (15, 16) and 1 <= b - a - 1 <= 2:
+                    ref[i, j, a + 1:b] = col[a]
+    np.testing.assert_array_equal(got, ref)
+    assert (got != sem).sum() > 20
+
+
+def test_exit_distance_matches_marching():
+    rng = np.random.default_rng(6)
+    prims = _prims(rng, 40, spread=3.0)
+    origin = np.array([0.2, -0.1, 1.0])
+    pidx = np.arange(40)
+    aim = prims.center + rng.uniform(-0.1, 0.1, (40, 3))                  # rays through each solid
+    d = (aim - origin) / np.linalg.norm(aim - origin, axis=1, keepdims=True)
+    got = exit_distance(prims, pidx, origin, d)
+    t = np.arange(0, 30, 1e-3)
+    for k in range(40):
+        inside = _inside_ref(origin + t[:, None] * d[k], prims.kind[k], prims.center[k], prims.size[k], prims.yaw[k])
+        assert inside.any()
+        assert got[k] == pytest.approx(t[np.nonzero(inside)[0][-1]], abs=2e-3)
 
 
 def _march_reference(occ, grid, origin, d):
@@ -155,13 +185,25 @@ def test_ray_visibility_matches_fine_marching():
     d[:, 2] = -np.abs(d[:, 2])
     d /= np.linalg.norm(d, axis=1, keepdims=True)
     ref = np.zeros(grid.shape, bool)
-    for k in range(len(d)):
-        for idx in _march_reference(occ, grid, origin, d[k]):
+    marched = [_march_reference(occ, grid, origin, d[k]) for k in range(len(d))]
+    for seen in marched:
+        for idx in seen:
             ref[idx] = True
     got = ray_visibility(occ, grid, origin, d)
     # exact traversal; the 1/50-voxel reference may itself step over a corner a ray barely clips
     assert (got ^ ref).sum() <= 0.01 * ref.sum(), ((got ^ ref).sum(), ref.sum())
     assert ref.sum() > 200
+    # rays ending in an ``endpoint_only`` voxel (here: the ground layer) mark only that voxel
+    ground = np.zeros(grid.shape, bool)
+    ground[:, :, 1] = occ[:, :, 1]
+    ref_q = np.zeros(grid.shape, bool)
+    for seen in marched:
+        hit = [idx for idx in seen if occ[idx]]                            # the one occupied voxel reached
+        for idx in (hit if hit and ground[hit[0]] else seen):
+            ref_q[idx] = True
+    got_q = ray_visibility(occ, grid, origin, d, endpoint_only=ground)
+    assert (got_q ^ ref_q).sum() <= 0.01 * ref.sum() + 2, ((got_q ^ ref_q).sum(), ref_q.sum())
+    assert ref_q.sum() < 0.8 * ref.sum() and (ref_q & ground).sum() > 20
 
 
 def test_voxel_visibility_wall_hides_what_is_behind():

@@ -22,7 +22,7 @@ import numpy as np
 from .nuscenes_db import quat
 from .sensors import rot_z
 from .traffic import KEYFRAME_DT, SIM_DT
-from .world import World, rear_axle
+from .world import EGO_HEIGHT, World, rear_axle
 
 POSE_HZ = 50
 GRAVITY = 9.81
@@ -48,7 +48,8 @@ def can_bus_messages(world: World, agent: int, t0_us: int) -> dict:
     for i in range(n):
         # keyframes: exactly the ego_pose; in between: the rear axle of the simulated vehicle
         x, y, yaw = poses[i] if poses[i] is not None else rear_axle(centre[i, 0], centre[i, 1], heading[i])
-        pose.append({'utime': int(t0_us + round(t[i] * 1e6)), 'pos': [x, y, 0.0], 'orientation': quat(rot_z(yaw)),
+        pose.append({'utime': int(t0_us + round(t[i] * 1e6)), 'pos': [x, y, EGO_HEIGHT],
+                     'orientation': quat(rot_z(yaw)),
                      'vel': [float(v[i]), 0.0, 0.0],
                      'accel': [float(v_next[i] - v[i]) / SIM_DT, float(v[i] * yaw_rate[i]), GRAVITY],
                      'rotation_rate': [0.0, 0.0, float(yaw_rate[i])]})

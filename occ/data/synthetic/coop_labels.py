@@ -3,9 +3,9 @@
 For the ego ``agent`` at keyframe ``f`` of a world with several connected vehicles:
 
 - ``semantics_coop``: the Occ3D semantics of ``make_labels`` with every vehicle's sensing pooled:
-  an object is labelled when some vehicle's keyframe LiDAR returns from it, static stuff where
-  some vehicle's keyframes observe it (``World.ground_seen``) or some vehicle's keyframe LiDAR has
-  a point. Where only the ego observes, it equals ``semantics``.
+  the static scene every vehicle observes over its scene, and every object some vehicle's
+  keyframe LiDAR returns from, with the points every vehicle observed on it over the scene
+  (``World.observed``). Where only the ego observes, it equals ``semantics``.
 - ``mask_camera_coop``: ``mask_camera`` united with every other vehicle's camera mask, each cast
   with that vehicle's own LiDAR beams and nominal camera rig placed at its pose in the ego's grid
   (``sensor_masks``: Occ3D's camera-visible-and-LiDAR-observed rule), through the cooperative
@@ -22,7 +22,7 @@ import numpy as np
 from occ.constants import FREE
 from occ.geometry import OccGrid
 
-from .frame import frame_rng, label_semantics, sensor_masks
+from .frame import frame_rng, is_ground, label_semantics, sensor_masks
 from .sensors import lidar2ego, lidar_scan
 from .world import World
 
@@ -51,34 +51,30 @@ def cooperative_labels(world: World, f: int, agent: int, grid: OccGrid, image_si
         scans.append(lidars[(f, k)])
     e2g = world.ego2global(f, agent)
     g2e = np.linalg.inv(e2g)
-    prims = world.prims_at(f, exclude=[world.agents[agent]])
-    observed = np.unique(np.concatenate([s['instance'][s['instance'] >= 0] for s in scans]))
-    seen = np.logical_or.reduce([world.ground_seen(k) for k in range(n)])
-    points = []
-    for k, s in enumerate(scans):
-        l2g = world.ego2global(f, k) @ lidar2ego()
-        l2e = g2e @ l2g
-        points.append(s['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3])
-    points = np.concatenate(points)
-    sem = label_semantics(world, e2g, grid, prims, observed, seen, points)
-    occupancy, placements = [], []
+    static = [world.observed(k)['static'] for k in range(n)]
+    static = (np.concatenate([p for p, _ in static]), np.concatenate([c for _, c in static]))
+    seen_now = np.unique(np.concatenate([s['instance'][s['instance'] >= 0] for s in scans]))
+    parts = [world.observed_objects_at(f, k, seen_now) for k in range(n)]
+    pts, cls, inst = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    sem = label_semantics(e2g, grid, static, (pts, cls))
+    occupancy, placements, ground = [], [], []
     for k in range(n):
         if k == agent:
             continue
-        own_body = prims.inst == world.agents[k]
-        occ_k = sem != FREE
-        if own_body.any() and np.isin(world.agents[k], observed):
+        own_body = inst == world.agents[k]
+        sem_k = sem
+        if own_body.any():
             # the neighbour's cameras sit inside its body: its rays are cast through the rest
-            occ_k = label_semantics(world, e2g, grid, prims.subset(np.nonzero(~own_body)[0]), observed, seen,
-                                    points) != FREE
-        occupancy.append(occ_k)
+            sem_k = label_semantics(e2g, grid, static, (pts[~own_body], cls[~own_body]))
+        occupancy.append(sem_k != FREE)
+        ground.append(is_ground(sem_k))
         placements.append(g2e @ world.ego2global(f, k))
-    coop = cooperative_camera_mask(mask_camera, occupancy, placements, grid, image_size)
+    coop = cooperative_camera_mask(mask_camera, occupancy, placements, grid, image_size, ground)
     return {'semantics_coop': sem, 'mask_camera_coop': coop.astype(np.uint8)}
 
 
 def cooperative_camera_mask(mask_camera: np.ndarray, occupancy: list, placements: list, grid: OccGrid,
-                            image_size) -> np.ndarray:
+                            image_size, ground: list | None = None) -> np.ndarray:
     """``mask_camera`` united with each neighbour's Occ3D camera mask in the ego's grid.
 
     Args:
@@ -86,10 +82,13 @@ def cooperative_camera_mask(mask_camera: np.ndarray, occupancy: list, placements
         occupancy: per neighbour, bool [X, Y, Z]: what its rays are cast through (the ego grid's
             occupancy without that neighbour's own body).
         placements: per neighbour, [4, 4] its ego frame -> the ego's frame.
+        ground: optional, per neighbour, bool [X, Y, Z]: the ground-class voxels of its occupancy
+            (``sensor_masks``' ``ground``).
     Returns:
         bool [X, Y, Z].
     """
     coop = np.asarray(mask_camera, bool).copy()
-    for occ_k, k2e in zip(occupancy, placements):
-        coop |= sensor_masks(np.asarray(occ_k, bool), grid, image_size, np.asarray(k2e, np.float64))[1]
+    ground = [None] * len(occupancy) if ground is None else ground
+    for occ_k, k2e, g_k in zip(occupancy, placements, ground):
+        coop |= sensor_masks(np.asarray(occ_k, bool), grid, image_size, np.asarray(k2e, np.float64), g_k)[1]
     return coop

@@ -11,15 +11,18 @@ from occ.constants import FREE
 from occ.geometry import OccGrid
 
 from .box_counts import count_points_in_boxes
-from .labels import ray_visibility, voxel_visibility, voxelize
+from .labels import fill_vertical_gaps, ray_visibility, voxel_visibility, voxelize_points
 from .nuscenes_db import quat, yaw_quat
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
 from .radar import RADAR_NAMES, radar2ego, radar_scan
 from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera
 from .traffic import KEYFRAME_DT
-from .world import SEEN_RES, World
+from .world import World
 
+DENSIFIED_CLASSES = (15, 16)  # manmade, vegetation: vertical gaps between LiDAR rings are closed
+VERTICAL_GAP = 0.8           # metres: the largest vertical gap closed (two 0.4 m voxels; ~ the ring spacing at 35 m)
+GROUND_CLASSES = (11, 14)     # driveable_surface .. terrain: the classes of the road plane
 ANNOTATION_RADIUS = 60.0     # objects whose centre is this close (x-y) to the ego are annotated
 SWEEP_COLUMN_STRIDE = 2      # LiDAR sweeps between keyframes cast every 2nd column (cheap: ~17k points)
 # Visibility rays: about one ray per voxel at 40 m (0.4 m voxels: every 2nd pixel of a 256-wide
@@ -29,90 +32,74 @@ def _ray_strides(grid: OccGrid, image_size):
     return max(1, int(round(2 * k * image_size[1] / 256))), 2 * k
 
 
-# Random streams of one keyframe: cameras 0-5, LiDAR 10, radars 20-24, LiDAR sweep j 100 + j,
-# camera k of camera sweep j 200 + 10 j + k.
+# Random streams of one keyframe: cameras 0-5, LiDAR 10, radars 20-24, label observation scan 30
+# (World.observed), LiDAR sweep j 100 + j, camera k of camera sweep j 200 + 10 j + k.
 def frame_rng(world: World, f: int, agent: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([world.seed, world.index, 1000 + f, agent, stream])
-
-
-def to_ego(prims: Primitives, ego2global: np.ndarray) -> Primitives:
-    """Primitives from the global frame into the (planar) ego frame."""
-    yaw = np.arctan2(ego2global[1, 0], ego2global[0, 0])
-    x, y = ego2global[0, 3], ego2global[1, 3]
-    c, s = np.cos(-yaw), np.sin(-yaw)
-    q = prims.center[:, :2] - (x, y)
-    cen = prims.center.copy()
-    cen[:, 0] = c * q[:, 0] - s * q[:, 1]
-    cen[:, 1] = s * q[:, 0] + c * q[:, 1]
-    return Primitives(prims.kind, cen, prims.size, prims.yaw - yaw, prims.cls, prims.inst, prims.albedo, prims.tex)
 
 
 def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, prims=None, lidar=None) -> dict:
     """Occ3D labels of agent ``agent`` at keyframe ``f``: ``semantics``, ``mask_lidar``, ``mask_camera``.
 
-    Like Occ3D (which accumulates LiDAR points in annotation boxes), objects are labelled only
-    when the LiDAR sweep of this keyframe returns from them, and static stuff (ground, manmade,
-    vegetation) only where some keyframe's LiDAR observes it (``World.ground_seen``) or this
-    sweep has a point. ``lidar``: this keyframe's ``lidar_scan`` output (computed when not given).
+    Like Occ3D, the semantics are voxelised accumulated LiDAR points (``World.observed``): the static
+    scene as the agent's LiDAR observes it over the whole scene, and every object this keyframe's
+    sweep returns from with the points observed on it over the scene (in its own frame, placed at
+    its pose now). ``lidar``: this keyframe's ``lidar_scan`` output (computed when not given).
     """
     e2g = world.ego2global(f, agent)
-    if prims is None:
-        prims = world.prims_at(f, exclude=[world.agents[agent]])
     if lidar is None:
+        if prims is None:
+            prims = world.prims_at(f, exclude=[world.agents[agent]])
         lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
-    observed = np.unique(lidar['instance'][lidar['instance'] >= 0])
-    l2e = lidar2ego()
-    pts = lidar['points'][:, :3] @ l2e[:3, :3].T + l2e[:3, 3]
-    sem = label_semantics(world, e2g, grid, prims, observed, world.ground_seen(agent), pts)
-    mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size)
+    seen_now = np.unique(lidar['instance'][lidar['instance'] >= 0])
+    pts, cls, _ = world.observed_objects_at(f, agent, seen_now)
+    sem = label_semantics(e2g, grid, world.observed(agent)['static'], (pts, cls))
+    mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size, ground=is_ground(sem))
     return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
 
 
-def label_semantics(world: World, e2g: np.ndarray, grid: OccGrid, prims: Primitives, observed: np.ndarray,
-                    seen: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Semantic grid uint8 [X, Y, Z] in the ego frame ``e2g`` (ego -> global [4, 4]).
+def label_semantics(e2g: np.ndarray, grid: OccGrid, static: tuple, objects: tuple) -> np.ndarray:
+    """Semantic grid uint8 [X, Y, Z] in the ego frame ``e2g`` (ego -> global [4, 4]) of sensed points.
 
-    ``prims`` (global frame): what may be labelled; objects only when their instance is in
-    ``observed`` (returned a LiDAR point). ``seen``: ``World.ground_seen`` raster of the static
-    stuff some keyframe's LiDAR observes; ``points`` [P, 3] (ego frame): this keyframe's LiDAR
-    points, which also make static stuff in their voxel labelled.
+    Args:
+        static: (points [P, 3] global, cls [P]): the static scene accumulated over the scene.
+        objects: (points [Q, 3] global, cls [Q]): the accumulated points of the labelled objects at
+            their poses of this keyframe.
     """
-    prims = prims.subset(np.nonzero((prims.inst < 0) | np.isin(prims.inst, observed))[0])
-    local = to_ego(prims, e2g)
-    reach = np.max(np.abs(grid.pc_range)) * 1.5 + 10
-    local = local.subset(np.nonzero(np.abs(local.center[:, :2]).max(1) - local.radius < reach)[0])
-    c, s = e2g[0, 0], e2g[1, 0]
-
-    def ground_class(x, y):
-        return world.town.ground_class(c * x - s * y + e2g[0, 3], s * x + c * y + e2g[1, 3])
-
-    sem = voxelize(local, ground_class, grid)
-    # Static stuff in columns no keyframe's LiDAR observes, and without a point of this sweep, is
-    # unlabelled (free), as in Occ3D.
-    centers = grid.centers()
-    gx = c * centers[..., 0] - s * centers[..., 1] + e2g[0, 3]
-    gy = s * centers[..., 0] + c * centers[..., 1] + e2g[1, 3]
-    i = np.clip(np.floor(gx / SEEN_RES).astype(np.int64), 0, seen.shape[0] - 1)
-    j = np.clip(np.floor(gy / SEEN_RES).astype(np.int64), 0, seen.shape[1] - 1)
-    vidx, vin = grid.points_to_index(points)
-    has_point = np.zeros(sem.shape, bool)
-    has_point[tuple(vidx[vin].T)] = True
-    sem[(sem >= 11) & (sem <= 16) & ~seen[i, j] & ~has_point] = FREE
-    return sem
+    g2e = np.linalg.inv(e2g)
+    pts = np.concatenate([np.asarray(static[0], np.float64).reshape(-1, 3),
+                          np.asarray(objects[0], np.float64).reshape(-1, 3)])
+    cls = np.concatenate([np.asarray(static[1]), np.asarray(objects[1])]).astype(np.uint8)
+    # Only points that can land in the grid are transformed (the accumulation spans the whole scene).
+    reach = float(np.linalg.norm(np.maximum(np.abs(grid.lower[:2]), np.abs(grid.upper[:2])))) + 1.0
+    near = np.abs(pts[:, :2] - e2g[:2, 3]).max(1) < reach
+    sem = voxelize_points(pts[near] @ g2e[:3, :3].T + g2e[:3, 3], cls[near], grid)
+    return fill_vertical_gaps(sem, DENSIFIED_CLASSES, max(1, int(np.floor(VERTICAL_GAP / grid.voxel_size + 1e-9))))
 
 
-def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.ndarray | None = None) -> tuple:
+def is_ground(sem: np.ndarray) -> np.ndarray:
+    """bool mask of the ground classes (driveable_surface, other_flat, sidewalk, terrain) of semantics."""
+    return (sem >= GROUND_CLASSES[0]) & (sem <= GROUND_CLASSES[1])
+
+
+def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.ndarray | None = None,
+                 ground: np.ndarray | None = None) -> tuple:
     """Occ3D visibility of one vehicle's LiDAR and (nominal) camera rig in an occupancy grid.
 
     Args:
-        occ: bool [X, Y, Z] occupied voxels of the grid.
+        occ: bool [X, Y, Z] occupied voxels of the grid (each holds an accumulated LiDAR return).
         sensors2grid: [4, 4] the vehicle's ego frame -> the grid's frame (None: the grid is the
             vehicle's own; a neighbour's sensors are placed in the ego's grid with it).
+        ground: optional bool [X, Y, Z], the occupied voxels of the ground classes (``is_ground``).
     Returns:
-        (mask_lidar, mask_camera) bool [X*Y*Z]: LiDAR: free space along the beams up to their first
-        occupied voxel, plus every occupied voxel in the beams' field of view (-30.7..+10.7 deg,
-        70 m) with a clear line of sight; camera: the same for the camera rays and the occupied
-        voxels inside some image, kept only where the LiDAR mask is (as in Occ3D).
+        (mask_lidar, mask_camera) bool [X, Y, Z]. LiDAR: every occupied voxel (a return of the
+        scene's LiDAR lies in it) and the free voxels this keyframe's beams traverse before their
+        first occupied voxel, except beams that end on the ground, which observe only that voxel
+        (the real Occ3D frame has no observed free voxel in its two lowest levels). Camera: the
+        free voxels the camera pixel rays traverse up to their first occupied voxel, the occupied
+        voxels inside some image with a clear line of sight from the rig centre, and the ground
+        voxels inside some image (the real frame's camera mask holds all of its LiDAR-observed
+        ground voxels), kept only where the LiDAR mask is (as in Occ3D).
     """
     centers = grid.centers()
     occ_idx = np.flatnonzero(occ)
@@ -120,12 +107,8 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
     pix_stride, col_stride = _ray_strides(grid, image_size)
     l2e = lidar2ego() if sensors2grid is None else sensors2grid @ lidar2ego()
     d, _ = lidar_rays(column_stride=col_stride)
-    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T).ravel()
-    rel = occ_pts - l2e[:3, 3]
-    rng_xy = np.linalg.norm(rel[:, :2], axis=1)
-    elev = np.degrees(np.arctan2(rel[:, 2], rng_xy))
-    cand = (elev > -31.5) & (elev < 11.5) & (np.linalg.norm(rel, axis=1) < 70)
-    mask_lidar[occ_idx[cand]] |= voxel_visibility(occ, grid, l2e[:3, 3], occ_idx[cand])
+    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T, ground).ravel()
+    mask_lidar[occ_idx] = True
     # Occlusion of the in-image occupied voxels is tested from the rig centre.
     rig = camera_rig(image_size)
     if sensors2grid is not None:
@@ -145,6 +128,8 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
     mask_cam = ray_visibility(occ, grid, np.concatenate(origins), np.concatenate(dirs)).ravel()
     rig_centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
     mask_cam[occ_idx[in_view]] |= voxel_visibility(occ, grid, rig_centre, occ_idx[in_view])
+    if ground is not None:
+        mask_cam[occ_idx[in_view]] |= ground.ravel()[occ_idx[in_view]]
     mask_cam &= mask_lidar
     return mask_lidar.reshape(occ.shape), mask_cam.reshape(occ.shape)
 

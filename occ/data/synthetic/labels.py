@@ -1,16 +1,14 @@
-"""Occ3D-style labels: semantic voxels of the world around the ego, and visibility masks.
+"""Occ3D-style labels: semantic voxels from accumulated sensor points, and visibility masks.
 
-Semantics mimic how Occ3D labels arise from accumulated LiDAR: a voxel is
-occupied when a surface passes through it, i.e. it intersects a solid without
-lying wholly inside one. Solid interiors (the inside of a building, the soil
-under the road) are never sensed, so they are free (17), except foliage,
-which LiDAR penetrates. The ground is the plane z = 0 of the ego frame,
-labelled in the voxel layer that contains it.
+Semantics are made the way Occ3D makes them: from the points the LiDAR returned (the static scene
+accumulated over the whole scene in the global frame, objects from the keyframe's own sweep),
+voxelised in the ego frame. A voxel is occupied when some point lies in it, so a label is a
+surface a sensor reached: the inside of buildings and vehicles, their far sides and everything
+no beam ever met stay free (17).
 
-Visibility follows Occ3D: a ray marks every voxel it traverses up to and
-including the first occupied voxel; rays that leave the grid without a hit
-mark nothing. ``mask_camera`` uses camera pixel rays, ``mask_lidar`` the
-LiDAR beams.
+Visibility follows Occ3D: a ray marks every voxel it traverses up to and including the first
+occupied voxel; rays that leave the grid without a hit mark nothing. ``mask_camera`` uses camera
+pixel rays, ``mask_lidar`` the LiDAR beams.
 """
 from __future__ import annotations
 
@@ -19,119 +17,62 @@ import numpy as np
 from occ.constants import FREE
 from occ.geometry import OccGrid
 
-from .primitives import BOX, CYLINDER, Primitives, contains
-
-VEGETATION = 16
-# Which class wins a voxel several solids share: objects over stuff (higher wins).
+# Which class wins a voxel that points of several classes share: objects over stuff, then manmade
+# over vegetation over the ground classes (higher wins; ties go to the higher class index).
 _PRIORITY = np.array([5, 6, 7, 7, 7, 7, 7, 7, 6, 7, 7, 0, 0, 0, 0, 3, 2, 0], np.int64)
 
 
-def voxelize(prims: Primitives, ground_class, grid: OccGrid) -> np.ndarray:
-    """Semantic grid uint8 [X, Y, Z] (FREE = 17) of primitives given in the ego frame.
+def voxelize_points(points: np.ndarray, cls: np.ndarray, grid: OccGrid) -> np.ndarray:
+    """Semantic grid uint8 [X, Y, Z] (FREE = 17) of labelled points.
 
     Args:
-        prims: primitives in the ego frame.
-        ground_class: callable (x [M], y [M]) in the ego frame -> uint8 [M] class of the ground
-            (FREE where the ground is not labelled).
+        points: [P, 3] metres in the grid's frame; points outside the grid are ignored.
+        cls: uint8 [P] Occ3D class (0..16) of each point.
         grid: the occupancy grid.
-    A voxel belongs to a primitive when the two intersect (exactly for boxes
-    and cylinders; for ellipsoids, when the voxel centre lies in the ellipsoid grown by half a
-    voxel diagonal, a slight over-estimate).
+    A voxel takes the class of highest ``_PRIORITY`` among its points (ties: the higher class).
     """
     shape = grid.shape
-    v = grid.voxel_size
-    lo = grid.lower
     code = np.zeros(int(np.prod(shape)), np.int64)
-    interior = np.zeros(int(np.prod(shape)), bool)
-    # Ground layer: the voxels whose z range contains the plane z = 0.
-    kg = int(np.floor((0.0 - lo[2]) / v))
-    if 0 <= kg < shape[2]:
-        xs = lo[0] + (np.arange(shape[0]) + 0.5) * v
-        ys = lo[1] + (np.arange(shape[1]) + 0.5) * v
-        gx, gy = np.meshgrid(xs, ys, indexing='ij')
-        gcls = np.asarray(ground_class(gx.ravel(), gy.ravel()), np.int64)
-        flat = ((np.arange(shape[0])[:, None] * shape[1] + np.arange(shape[1])[None]) * shape[2] + kg).ravel()
-        known = gcls != FREE
-        code[flat[known]] = gcls[known] + 1
-    if len(prims):
-        _splat(prims, grid, code, interior)
-    cls = np.where(code > 0, code % 1024 - 1, FREE).astype(np.uint8)
-    # Solid interiors hold no surface a sensor could return from: free, except porous foliage.
-    cls[interior & (cls != VEGETATION)] = FREE
-    return cls.reshape(shape)
+    idx, inside = grid.points_to_index(np.asarray(points, np.float64))
+    c = np.asarray(cls, np.int64)[inside]
+    if len(c):
+        flat = grid.flat_index(idx[inside])
+        np.maximum.at(code, flat, _PRIORITY[c] * 32 + c + 1)
+    return np.where(code > 0, code % 32 - 1, FREE).astype(np.uint8).reshape(shape)
 
 
-def _splat(prims: Primitives, grid: OccGrid, code: np.ndarray, interior: np.ndarray):
-    """Mark voxels intersecting primitives in ``code`` (class with priority) and voxels lying wholly
-    inside one primitive (their part above the ground, the soil below being solid too) in ``interior``."""
-    shape = np.array(grid.shape)
-    v = grid.voxel_size
-    lo = grid.lower
-    c, s = np.cos(prims.yaw), np.sin(prims.yaw)
-    half = prims.size / 2
-    ext_x = np.abs(c) * half[:, 0] + np.abs(s) * half[:, 1]        # world-axis half extents
-    ext_y = np.abs(s) * half[:, 0] + np.abs(c) * half[:, 1]
-    ext = np.stack([ext_x, ext_y, half[:, 2]], 1)
-    i0 = np.clip(np.floor((prims.center - ext - lo) / v), 0, shape).astype(np.int64)
-    i1 = np.clip(np.floor((prims.center + ext - lo) / v) + 1, 0, shape).astype(np.int64)
-    n = np.prod(i1 - i0, axis=1)
-    sel = np.nonzero(n > 0)[0]
-    if not len(sel):
-        return
-    cnt = n[sel]
-    pid = np.repeat(sel, cnt)
-    k = np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    d = (i1 - i0)[pid]
-    iz = k % d[:, 2]
-    iy = (k // d[:, 2]) % d[:, 1]
-    ix = k // (d[:, 2] * d[:, 1])
-    idx = i0[pid] + np.stack([ix, iy, iz], 1)
-    ctr = lo + (idx + 0.5) * v
-    q = ctr - prims.center[pid]
-    cp, sp = c[pid], s[pid]
-    h = half[pid]
-    hv = v / 2
-    z_ok = (np.abs(q[:, 2]) <= h[:, 2] + hv) & (ctr[:, 2] + hv > 0)   # solids stand on the ground
-    kind = prims.kind[pid]
-    # Boxes: separating axes of two rectangles in x-y (voxel axes and box axes) plus z.
-    lx = cp * q[:, 0] + sp * q[:, 1]
-    ly = -sp * q[:, 0] + cp * q[:, 1]
-    rv = hv * (np.abs(cp) + np.abs(sp))
-    box = (np.abs(lx) <= h[:, 0] + rv) & (np.abs(ly) <= h[:, 1] + rv) & \
-          (np.abs(q[:, 0]) <= ext[pid, 0] + hv) & (np.abs(q[:, 1]) <= ext[pid, 1] + hv)
-    # Cylinders: distance from the axis to the voxel square.
-    dx = np.maximum(np.abs(q[:, 0]) - hv, 0)
-    dy = np.maximum(np.abs(q[:, 1]) - hv, 0)
-    cyl = dx * dx + dy * dy <= h[:, 0] ** 2
-    # Ellipsoids: centre inside the ellipsoid grown by half a voxel diagonal (conservative).
-    lz = q[:, 2]
-    g = h + hv * np.sqrt(3)
-    ell = (lx / g[:, 0]) ** 2 + (ly / g[:, 1]) ** 2 + (lz / g[:, 2]) ** 2 <= 1
-    inside = z_ok & np.where(kind == BOX, box, np.where(kind == CYLINDER, cyl, ell))
-    cls = prims.cls[pid[inside]].astype(np.int64)
-    flat = np.ravel_multi_index(idx[inside].T, tuple(shape))
-    # Wholly inside: all 8 corners of the voxel's above-ground part are inside the primitive (convex).
-    sel_in = np.nonzero(inside)[0]
-    c_lo = ctr[sel_in] - hv
-    z0 = np.maximum(c_lo[:, 2], 0.0)
-    z1 = c_lo[:, 2] + v
-    whole = z1 > z0
-    for cx in (0.0, v):
-        for cy in (0.0, v):
-            for zz in (z0, z1):
-                corner = np.stack([c_lo[:, 0] + cx, c_lo[:, 1] + cy, zz], 1)
-                whole &= contains(prims, pid[sel_in], corner, pad=1e-6)
-    interior[flat[whole]] = True
-    # code = priority * 1024 + cls + 1; ground codes (cls + 1 < 32) lose to every solid.
-    np.maximum.at(code, flat, _PRIORITY[cls] * 1024 + cls + 1)
+def fill_vertical_gaps(sem: np.ndarray, classes, max_gap: int) -> np.ndarray:
+    """Densify observed vertical surfaces: in every column, free runs of at most ``max_gap`` voxels
+    between two voxels of the same class in ``classes`` take that class (uint8 [X, Y, Z] -> a copy).
+
+    Why: a facade or crown seen by a 32-beam LiDAR from a few distances is a stack of points with
+    gaps between the rings; Occ3D closes such holes by surface reconstruction, this closes the
+    vertical ones (the only ones the ring pattern leaves on vertical surfaces).
+    """
+    out = sem.copy()
+    for c in classes:
+        is_c = sem == c
+        for gap in range(1, max_gap + 1):
+            # free run of exactly ``gap`` voxels starting at level k, with class c at k-1 and k+gap
+            inner = np.ones(sem[..., 1:sem.shape[2] - gap].shape, bool)
+            for j in range(gap):
+                inner &= sem[..., 1 + j:sem.shape[2] - gap + j] == FREE
+            run = is_c[..., :sem.shape[2] - gap - 1] & inner & is_c[..., gap + 1:]
+            for j in range(gap):
+                sl = out[..., 1 + j:sem.shape[2] - gap + j]
+                sl[run] = c
+    return out
 
 
-def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs: np.ndarray,
+                   endpoint_only: np.ndarray | None = None) -> np.ndarray:
     """Voxels (bool [X, Y, Z]) traversed by rays up to and including their first occupied voxel.
 
     Args:
         occupied: bool [X, Y, Z]; origin: [3] or per-ray [R, 3] origins (ego frame);
         dirs: [R, 3] unit directions.
+        endpoint_only: optional bool [X, Y, Z]: a ray whose first occupied voxel is one of these
+            marks only that voxel, not the free voxels before it.
     Exact voxel traversal (Amanatides & Woo), all rays advanced together one voxel
     boundary per iteration. Rays leaving the grid without meeting an occupied
     voxel mark nothing.
@@ -156,6 +97,7 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
     occ_flat = occupied.ravel()
     alive = np.arange(len(d))
     hit = np.zeros(len(d), bool)
+    hit_vox = np.full(len(d), -1, np.int64)
     rays_log, vox_log = [], []
     while len(alive):
         flat = (ijk[alive, 0] * shape[1] + ijk[alive, 1]) * shape[2] + ijk[alive, 2]
@@ -163,6 +105,7 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
         vox_log.append(flat)
         stop = occ_flat[flat]
         hit[alive[stop]] = True
+        hit_vox[alive[stop]] = flat[stop]
         alive = alive[~stop]
         if not len(alive):
             break
@@ -178,7 +121,12 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
     vis = np.zeros(occ_flat.shape, bool)
     if rays_log:
         rays, vox = np.concatenate(rays_log), np.concatenate(vox_log)
-        vis[vox[hit[rays]]] = True
+        keep = hit[rays]
+        if endpoint_only is not None:
+            quiet = np.zeros(len(d), bool)
+            quiet[hit] = endpoint_only.ravel()[hit_vox[hit]]
+            keep &= ~quiet[rays] | (vox == hit_vox[rays])
+        vis[vox[keep]] = True
     return vis.reshape(occupied.shape)
 
 

@@ -201,3 +201,36 @@ def contains(prims: Primitives, pidx: np.ndarray, pts: np.ndarray, pad: float = 
     inside_cyl = (lp[:, 0] ** 2 + lp[:, 1] ** 2 <= half[:, 0] ** 2) & (np.abs(lp[:, 2]) <= half[:, 2])
     inside_ell = ((lp / half) ** 2).sum(1) <= 1
     return np.where(kind == BOX, inside_box, np.where(kind == CYLINDER, inside_cyl, inside_ell))
+
+
+def exit_distance(prims: Primitives, pidx: np.ndarray, origin: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Distance [M] along rays (origin [3] or [M, 3], unit dirs [M, 3]) at which they leave primitives
+    ``pidx`` [M] (the far root of the ray-solid intersection; -inf where the ray's line misses)."""
+    m = len(pidx)
+    o = np.broadcast_to(np.asarray(origin, np.float64), (m, 3))
+    lo, ld = to_local(prims, pidx, o, dirs)
+    half = prims.size[pidx] / 2
+    kind = prims.kind[pidx]
+    out = np.full(m, -np.inf)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        dd = np.where(np.abs(ld) < 1e-12, 1e-12, ld)
+        t1, t2 = (-half - lo) / dd, (half - lo) / dd
+        box_far = np.maximum(t1, t2).min(1)
+        box_ok = np.minimum(t1, t2).max(1) <= box_far
+        a = (ld[:, :2] ** 2).sum(1)
+        b = 2 * (lo[:, :2] * ld[:, :2]).sum(1)
+        c = (lo[:, :2] ** 2).sum(1) - half[:, 0] ** 2
+        disc = b * b - 4 * a * c
+        side_far = np.where(a < 1e-12, np.inf, (-b + np.sqrt(np.maximum(disc, 0))) / (2 * a))
+        cyl_far = np.minimum(side_far, np.maximum(t1[:, 2], t2[:, 2]))
+        cyl_ok = (a < 1e-12) & (c <= 0) | (disc >= 0)
+        os_, ds_ = lo / half, ld / half
+        ea = (ds_ ** 2).sum(1)
+        eb = 2 * (os_ * ds_).sum(1)
+        ec = (os_ ** 2).sum(1) - 1
+        edisc = eb * eb - 4 * ea * ec
+        ell_far = (-eb + np.sqrt(np.maximum(edisc, 0))) / (2 * ea)
+        far = np.where(kind == BOX, box_far, np.where(kind == CYLINDER, cyl_far, ell_far))
+        ok = np.where(kind == BOX, box_ok, np.where(kind == CYLINDER, cyl_ok, edisc >= 0))
+    out[ok] = far[ok]
+    return out

@@ -15,7 +15,7 @@ from occ.constants import CAMERA_NAMES
 
 from . import town as T
 from .appearance import shade
-from .primitives import Primitives
+from .primitives import CYLINDER, Primitives, exit_distance
 from .raycast import GROUND, cast, cast_pinhole, grid_tiles
 
 # name -> (translation in ego frame [m], yaw [deg] about ego z, fx at 1600 px width)
@@ -39,6 +39,8 @@ LIDAR_RANGE = 70.0
 CAMERA_RANGE = 400.0       # the ground is visible to the horizon; objects are culled at OBJECT_RANGE
 OBJECT_RANGE = 150.0
 SKY = 17                   # semantics2d value of sky pixels (no surface)
+VEGETATION = 16
+FOLIAGE_DEPTH = 0.5        # metres: mean depth at which a LiDAR beam entering foliage returns (exponential)
 
 # LiDAR reflectivity per Occ3D class (paint on the road is brighter, see lidar_scan).
 _REFLECT = np.array([0.3, 0.6, 0.3, 0.45, 0.5, 0.45, 0.35, 0.25, 0.8, 0.45, 0.45,
@@ -195,5 +197,35 @@ def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
     return {'points': out, 'instance': inst, 'semantics': sem}
 
 
-__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_scan',
+def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, rng: np.random.Generator) -> dict:
+    """The surface points one keyframe's LiDAR observes, for Occ3D-style label accumulation.
+
+    The keyframe beams without noise or dropout, except that foliage is porous: a beam entering
+    a tree crown or hedge (vegetation boxes and ellipsoids; trunks are solid) returns at an
+    exponentially distributed depth (mean FOLIAGE_DEPTH) inside it, at most at its far side, so
+    crowns are observed in depth as real LiDAR observes them (the stored sweeps keep crowns solid).
+
+    Returns dict ``points`` float64 [P, 3] global, ``semantics`` uint8 [P], ``instance`` int32 [P]
+    (object index, -1 = scenery/ground).
+    """
+    origin = lidar2global[:3, 3]
+    near = _near(prims, origin, LIDAR_RANGE + 10)
+    d_l, _ = lidar_rays()
+    dirs = d_l @ lidar2global[:3, :3].T
+    hits = cast(near, origin, dirs, _lidar_tiles(), LIDAR_RANGE)
+    ok = np.isfinite(hits['t'])
+    hit, t, dirs = hits['hit'][ok], hits['t'][ok], dirs[ok]
+    sem = _hit_classes(hits, near, town)[ok]
+    foliage = np.nonzero((hit >= 0) & (sem == VEGETATION))[0]
+    foliage = foliage[near.kind[hit[foliage]] != CYLINDER]
+    if len(foliage):
+        far = exit_distance(near, hit[foliage], origin, dirs[foliage])
+        depth = rng.exponential(FOLIAGE_DEPTH, len(foliage))
+        t = t.copy()
+        t[foliage] = np.minimum(t[foliage] + depth, np.maximum(far - 1e-3, t[foliage]))
+    inst = np.where(hit >= 0, near.inst[np.maximum(hit, 0)], -1).astype(np.int32)
+    return {'points': origin + t[:, None] * dirs, 'semantics': sem, 'instance': inst}
+
+
+__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_scan', 'observation_scan',
            'pixel_rays', 'lidar_rays']

@@ -26,6 +26,7 @@ def label_statistics(labels: list) -> dict:
         'occupied_per_frame': float(occ.sum() / len(labels)),
         'share': {c: float((occ_cls == c).mean()) for c in range(17)},
         'per_z': (occ.sum((0, 1, 2)) / len(labels)).tolist(),
+        'ground_per_z': (((sem >= 11) & (sem <= 14)).sum((0, 1, 2)) / len(labels)).tolist(),
         'visible': {c: float((mc & (sem == c)).sum() / max(1, (sem == c).sum())) for c in range(17)},
     }
 
@@ -61,4 +62,7 @@ def comparison_table(ours: dict, real: dict | None) -> str:
     z = ', '.join(f'{v:,.0f}' for v in ours['per_z'])
     zr = ', '.join(f'{v:,.0f}' for v in real['per_z']) if real else 'n/a'
     rows.append(f'| occupied per z level (0 = lowest) | {z} | {zr} |')
+    g = ', '.join(f'{v:,.0f}' for v in ours['ground_per_z'])
+    gr = ', '.join(f'{v:,.0f}' for v in real['ground_per_z']) if real else 'n/a'
+    rows.append(f'| ground classes (11-14) per z level | {g} | {gr} |')
     return '\n'.join(rows)

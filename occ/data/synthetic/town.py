@@ -144,7 +144,7 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
     xs, ys = spans(vroads), spans(hroads)
     for bx0, bx1 in xs:
         for by0, by1 in ys:
-            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.63, 0.22, 0.07, 0.08])
+            kind = rng.choice(['buildings', 'park', 'parking', 'construction'], p=[0.75, 0.1, 0.07, 0.08])
             _fill_block(rng, b, placements, walkways, rect, kind, bx0 + 0.5, bx1 - 0.5, by0 + 0.5, by1 - 0.5)
 
     # Sidewalks, drive area, medians and paint along each road.
@@ -207,7 +207,7 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
                 while a < a1 - 2:
                     x, y = road_point(r, a, c_curb)
                     roll = rng.random()
-                    if roll < 0.55:
+                    if roll < 0.62:
                         _tree(rng, b, x, y, small=False)
                     elif roll < 0.67:
                         _lamp(rng, b, x, y)
@@ -221,7 +221,7 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
                     elif roll < 0.92:
                         b.box(x, y, 0, 0.8, 0.8, rng.uniform(0.9, 1.3), cls=VEGETATION,
                               albedo=(0.15, 0.32, 0.1), tex=TEX_FOLIAGE)
-                    a += rng.uniform(5, 11)
+                    a += rng.uniform(4, 8)
                 _parking_strip(rng, r, side, a0, a1, placements, road_point, along_yaw)
         # Traffic light / sign poles near intersection corners.
         for o in (hroads if r.vertical else vroads):
@@ -281,7 +281,7 @@ def _parking_strip(rng, r, side, a0, a1, placements, road_point, along_yaw):
 
 def _tree(rng, b: PrimitiveBuilder, x, y, small=False):
     h = rng.uniform(4, 6.5) if small else rng.uniform(5, 9.5)
-    trunk_h = h * rng.uniform(0.3, 0.45)
+    trunk_h = h * rng.uniform(0.15, 0.3)           # crowns from ~0.8-2.9 m up, as street trees in nuScenes
     b.cylinder(x, y, 0, rng.uniform(0.12, 0.25), trunk_h + 0.5, cls=VEGETATION, albedo=(0.3, 0.2, 0.12),
                tex=TEX_BARK)
     rxy = rng.uniform(1.4, 2.2) if small else rng.uniform(1.8, 3.2)

@@ -12,14 +12,21 @@ import numpy as np
 
 from .objects import ObjectTemplate, make_object
 from .primitives import Primitives
+from .sensors import lidar2ego, observation_scan
 from .town import Town, build_town
 from .traffic import (KEYFRAME_DT, obb_overlap, pedestrian_state, random_route, route_state, simulate_pedestrians,
                       simulate_vehicles)
 
-SEEN_RES = 0.4                       # metres per cell of the observed-ground raster
-SEEN_RANGE = 40.0                    # metres: ground farther than this from every keyframe is unobserved
 EGO_SIZE = (4.2, 1.8, 1.6)           # l, w, h of every connected (sensor) vehicle
 EGO_REAR_AXLE = 0.9                  # metres from the rear bumper to the rear axle (ego frame origin)
+# Height of the ego frame's origin above the road (data/README.md, "Height convention"): the real
+# Occ3D frame has its road in z level 0 ([-1.0, -0.6) m) and nuScenes mounts CAM_FRONT at z = 1.51 m,
+# LIDAR_TOP at 1.84 m in the ego frame; the road plane sits at z = -EGO_HEIGHT in the ego frame.
+EGO_HEIGHT = 0.8
+# Keyframes (before and after) whose points on an object label it: +-1 s, the span over which a
+# moving object keeps showing the ego about the same sides (data/README.md, "Labels").
+OBJECT_WINDOW = 2
+OBSERVATION_STREAM = 30              # random stream (per keyframe and agent) of observation_scan's foliage depths
 TOWN_SIZE = 300.0
 CAMERA_TILT_DEG = 0.6                # per-camera pitch and roll are uniform in +-this (real rigs are not level)
 
@@ -108,35 +115,57 @@ class World:
         return Primitives.concat([self.town.scenery, posed])
 
     def ego_pose(self, f: int, agent: int = 0):
-        """(x, y, yaw) of agent ``agent``'s ego frame (rear axle on the ground) at keyframe ``f``."""
+        """(x, y, yaw) of agent ``agent``'s ego frame (rear axle, EGO_HEIGHT above the road) at keyframe ``f``."""
         return rear_axle(*self.pose[f, self.agents[agent]])
 
     def ego_pose_at(self, t: float, agent: int = 0):
         """``ego_pose`` at any time ``t`` seconds after the first keyframe."""
         return rear_axle(*self.poses_at(t)[self.agents[agent]])
 
-    def ground_seen(self, agent: int = 0) -> np.ndarray:
-        """bool [n, n] raster (cells of SEEN_RES m) of what the agent's LiDAR observes from some
-        keyframe of its scene: within SEEN_RANGE and not behind a building, wall or tall parked
-        vehicle (their near face is seen). Occ3D labels static stuff only where accumulated LiDAR
-        points exist; labels use this for the ground, manmade and vegetation classes."""
-        key = ('seen', agent)
+    def observed(self, agent: int = 0) -> dict:
+        """What agent ``agent``'s LiDAR observes over its whole scene, accumulated like Occ3D does:
+        ``observation_scan`` at every keyframe (all objects at their poses occlude), static hits
+        in the global frame, object hits in their object's frame (box bottom centre, heading x).
+
+        Returns dict (cached): ``static`` (points float32 [P, 3] global, cls uint8 [P]) and
+        ``objects`` (points float32 [Q, 3] object frame, cls uint8 [Q], instance int32 [Q]).
+        """
+        key = ('observed', agent)
         if key not in self._cache:
-            pos = np.array([self.ego_pose(f, agent)[:2] for f in range(self.frames)])
-            self._cache[key] = observed_ground(occluder_raster(self.town.size, self.static_occluders()), pos)
+            sp, sc, op, oc, oi, of = [], [], [], [], [], []
+            for f in range(self.frames):
+                l2g = self.ego2global(f, agent) @ lidar2ego()
+                rng = np.random.default_rng([self.seed, self.index, 1000 + f, agent, OBSERVATION_STREAM])
+                scan = observation_scan(self.prims_at(f, exclude=[self.agents[agent]]), self.town, l2g, rng)
+                st = scan['instance'] < 0
+                sp.append(scan['points'][st].astype(np.float32))
+                sc.append(scan['semantics'][st])
+                inst = scan['instance'][~st]
+                x, y, yaw = (self.pose[f, inst, i] for i in range(3))
+                q = scan['points'][~st]
+                c, s = np.cos(yaw), np.sin(yaw)
+                dx, dy = q[:, 0] - x, q[:, 1] - y
+                op.append(np.stack([c * dx + s * dy, -s * dx + c * dy, q[:, 2]], 1).astype(np.float32))
+                oc.append(scan['semantics'][~st])
+                oi.append(inst)
+                of.append(np.full(len(inst), f, np.int32))
+            self._cache[key] = {'static': (np.concatenate(sp), np.concatenate(sc)),
+                                'objects': (np.concatenate(op), np.concatenate(oc), np.concatenate(oi)),
+                                'object_frame': np.concatenate(of)}
         return self._cache[key]
 
-    def static_occluders(self, min_height: float = 1.5) -> np.ndarray:
-        """Footprints [M, 5] (cx, cy, l, w, yaw) of static things at least ``min_height`` tall that
-        stand on the ground (buildings, walls, tree trunks, tall parked vehicles): a roof LiDAR at
-        1.84 m sees the ground over lower ones such as barriers, hedges and most cars."""
-        sc = self.town.scenery
-        sel = (sc.size[:, 2] >= min_height) & (sc.center[:, 2] - sc.size[:, 2] / 2 < 0.5) & (sc.kind != 2)
-        rects = [np.stack([sc.center[sel, 0], sc.center[sel, 1], sc.size[sel, 0], sc.size[sel, 1], sc.yaw[sel]], 1)]
-        for n, (obj, motion) in enumerate(zip(self.objects, self.motion)):
-            if motion in ('parked', 'static') and obj.size[2] >= min_height:
-                rects.append(np.array([[*self.pose[0, n, :2], obj.size[0], obj.size[1], self.pose[0, n, 2]]]))
-        return np.concatenate(rects, 0)
+    def observed_objects_at(self, f: int, agent: int, instances) -> tuple:
+        """The object points (``observed(agent)``) of objects ``instances`` observed within
+        OBJECT_WINDOW keyframes of ``f``, placed at their keyframe-``f`` poses:
+        (points float64 [Q, 3] global, cls uint8 [Q], instance int32 [Q])."""
+        obs = self.observed(agent)
+        pts, cls, inst = obs['objects']
+        keep = np.isin(inst, np.asarray(instances, np.int64)) & (np.abs(obs['object_frame'] - f) <= OBJECT_WINDOW)
+        pts, cls, inst = pts[keep].astype(np.float64), cls[keep], inst[keep]
+        x, y, yaw = (self.pose[f, inst, i] for i in range(3))
+        c, s = np.cos(yaw), np.sin(yaw)
+        out = np.stack([c * pts[:, 0] - s * pts[:, 1] + x, s * pts[:, 0] + c * pts[:, 1] + y, pts[:, 2]], 1)
+        return out, cls, inst
 
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
         return _planar(*self.ego_pose(f, agent))
@@ -157,16 +186,17 @@ def camera_tilt(seed: int, index: int, agent: int) -> np.ndarray:
 
 
 def rear_axle(x, y, yaw):
-    """(x, y, yaw) of the ego frame (rear axle on the ground) of a connected vehicle whose box
-    bottom centre is at (x, y) with heading yaw."""
+    """(x, y, yaw) of the ego frame (rear axle; its origin is EGO_HEIGHT above the road) of a
+    connected vehicle whose box bottom centre is at (x, y) with heading yaw."""
     back = EGO_SIZE[0] / 2 - EGO_REAR_AXLE
     return float(x - back * np.cos(yaw)), float(y - back * np.sin(yaw)), float(yaw)
 
 
 def _planar(x, y, yaw) -> np.ndarray:
+    """Ego -> global [4, 4] of an ego frame at (x, y) with heading yaw, its origin EGO_HEIGHT above the road."""
     m = np.eye(4)
     m[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
-    m[:2, 3] = x, y
+    m[:3, 3] = x, y, EGO_HEIGHT
     return m
 
 
@@ -279,41 +309,3 @@ def _scale_parts(t: ObjectTemplate, size) -> Primitives:
     s = np.asarray(size) / np.asarray(t.size)
     q = t.parts
     return Primitives(q.kind, q.center * s, q.size * s, q.yaw, q.cls, q.inst, q.albedo, q.tex)
-
-
-def occluder_raster(size: float, rects: np.ndarray, res: float = SEEN_RES) -> np.ndarray:
-    """bool [n, n] raster of rectangles [M, 5] = (cx, cy, l, w, yaw) that hide the ground behind them."""
-    n = int(round(size / res))
-    occ = np.zeros((n, n), bool)
-    for cx, cy, l, w, yaw in rects:
-        a = np.arange(-l / 2, l / 2 + 1e-9, res / 2)
-        b = np.arange(-w / 2, w / 2 + 1e-9, res / 2)
-        aa, bb = np.meshgrid(a, b, indexing='ij')
-        c, s = np.cos(yaw), np.sin(yaw)
-        ix = np.floor((cx + c * aa - s * bb) / res).astype(int)
-        iy = np.floor((cy + s * aa + c * bb) / res).astype(int)
-        ok = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
-        occ[ix[ok], iy[ok]] = True
-    return occ
-
-
-def observed_ground(occ: np.ndarray, positions: np.ndarray, res: float = SEEN_RES, max_range: float = SEEN_RANGE,
-                    n_rays: int = 1440) -> np.ndarray:
-    """Union over sensor positions [F, 2] of the ground cells visible in 2-D from them: rays
-    over the occluder raster ``occ`` stop at the first occluded cell."""
-    n = occ.shape[0]
-    seen = np.zeros((n, n), bool)
-    az = np.linspace(-np.pi, np.pi, n_rays, endpoint=False)
-    t = np.arange(0.5, max_range / (res / 2)) * (res / 2)
-    d = np.stack([np.cos(az), np.sin(az)], 1)
-    for p in positions:
-        pts = p[None, None] + d[:, None] * t[None, :, None]                  # [R, T, 2]
-        ix, iy = np.floor(pts[..., 0] / res).astype(int), np.floor(pts[..., 1] / res).astype(int)
-        ok = (ix >= 0) & (ix < n) & (iy >= 0) & (iy < n)
-        ixc, iyc = np.clip(ix, 0, n - 1), np.clip(iy, 0, n - 1)
-        blocked = np.maximum.accumulate(occ[ixc, iyc] & ok, axis=1)
-        blocked[:, 1:] = blocked[:, :-1].copy()          # the occluder's own front cell is seen
-        blocked[:, 0] = False
-        vis = ok & ~blocked
-        seen[ixc[vis], iyc[vis]] = True
-    return seen

@@ -1,0 +1,85 @@
+"""Label statistics of the synthetic world against the real Occ3D-nuScenes frame (issue 14).
+
+The targets (0.4 m grid) are checked on keyframes 5, 20 and 35 of two default towns (seed 0), the
+same statistics ``tools/make_synthetic.py --stats`` prints. The real frame is read from
+``../shared/real`` next to the repository; without it the comparison tests are skipped, except the
+ones that need only the real frame's published figures, written here as constants (source:
+``../shared/real/README.md``, measured on the CVPR 2023 challenge's sample labels.npz).
+Targets the generator does not meet yet are strict xfails, so meeting one turns them into failures
+to be promoted to plain asserts.
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+
+from occ.data.occ3d_io import load_occ3d_labels
+from occ.data.synthetic.stats import label_statistics, world_statistics
+
+REAL_GLOB = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'real', 'occ3d-sample', '*', 'labels.npz')
+GROUND = (11, 12, 13, 14)                 # driveable_surface, other_flat, sidewalk, terrain
+# The real frame's figures (../shared/real/README.md): camera-visible shares and the top-3 classes.
+REAL_VISIBLE = {4: 0.906, 13: 0.901, 16: 0.430}       # car, sidewalk, vegetation
+REAL_TOP3 = {16, 11, 15}                              # vegetation, driveable_surface, manmade
+
+
+@pytest.fixture(scope='module')
+def ours():
+    return world_statistics(seed=0, worlds=2, frames=(5, 20, 35))
+
+
+@pytest.fixture(scope='module')
+def real():
+    files = sorted(glob.glob(REAL_GLOB))
+    if not files:
+        pytest.skip(f'the real Occ3D frame is not there ({os.path.normpath(REAL_GLOB)}); '
+                    'see ../shared/real/README.md')
+    return label_statistics([load_occ3d_labels(files[0], (200, 200, 16))])
+
+
+def _ground_share_in_levels_0_1(stats):
+    g = np.array(stats['ground_per_z'])
+    return g[:2].sum() / g.sum()
+
+
+def test_ground_classes_lie_in_levels_0_and_1(ours):
+    assert _ground_share_in_levels_0_1(ours) == 1.0 and ours['ground_per_z'][0] > 5000
+
+
+def test_real_frame_ground_levels(real):
+    assert _ground_share_in_levels_0_1(real) > 0.99          # 26 of 13,031 ground voxels (terrain) in level 2
+
+
+def test_camera_visible_shares_within_0_2_of_the_real_frame(ours):
+    for c, r in REAL_VISIBLE.items():
+        assert abs(ours['visible'][c] - r) <= 0.2, (c, ours['visible'][c], r)
+
+
+def test_real_frame_visible_shares_match_its_readme(real):
+    for c, r in REAL_VISIBLE.items():
+        assert real['visible'][c] == pytest.approx(r, abs=0.001)
+
+
+def test_top3_occupied_classes_are_the_real_ones(ours, real):
+    top = lambda s: set(sorted(range(17), key=lambda c: -s['share'][c])[:3])   # noqa: E731
+    assert top(real) == REAL_TOP3
+    assert top(ours) == REAL_TOP3, sorted(range(17), key=lambda c: -ours['share'][c])[:4]
+
+
+def test_occupied_per_level_within_2x_of_the_real_frame_above_level_1(ours, real):
+    ratio = np.array(ours['per_z']) / np.array(real['per_z'])
+    assert np.all((ratio[2:] >= 0.5) & (ratio[2:] <= 2.0)), np.round(ratio, 2)
+    assert 0.5 <= ratio[0] <= 2.0, np.round(ratio, 2)
+
+
+@pytest.mark.xfail(strict=True, reason='level 1 holds ~1,150 voxels, the real frame 2,762, over half of them raised '
+                                       'sidewalk: the synthetic ground is one plane, without curbs')
+def test_occupied_level_1_within_2x_of_the_real_frame(ours, real):
+    assert 0.5 <= ours['per_z'][1] / real['per_z'][1] <= 2.0
+
+
+@pytest.mark.xfail(strict=True, reason='mask_camera ~0.11: the LiDAR traverses more free space than in the real '
+                                       'frame (see data/README.md, Statistics)')
+def test_mask_camera_fraction_in_0_05_0_09(ours):
+    assert 0.05 <= ours['mask_camera'] <= 0.09
