@@ -165,7 +165,9 @@ TOY_CLASSES = np.array([4, 11, 15, FREE])
 class SeedToyOccDataset(Dataset):
     """Features x [8] -> per-voxel class of argmax(x @ W) among car / road / manmade / free."""
 
-    def __init__(self, num=16, offset=0):
+    def __init__(self, num=16, offset=0, data_root='toy'):
+        # another "root" is another set of samples (a held-out town for --test-root)
+        offset += 0 if data_root == 'toy' else 500
         g = np.random.default_rng(99)
         w = g.normal(size=(8, int(np.prod(TOY_GRID)), 4)).astype(np.float32)
         self.x = np.random.default_rng(100 + offset).normal(size=(num, 8)).astype(np.float32)
@@ -205,9 +207,10 @@ def _toy_config(path, lr):
         "model = dict(type='SeedToyOccModel')",
         "train_dataloader = dict(batch_size=4, num_workers=0, persistent_workers=False,",
         "    sampler=dict(type='DefaultSampler', shuffle=True),",
-        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=16))",
+        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=16, data_root='toy'))",
         "test_dataloader = dict(batch_size=4, num_workers=0, sampler=dict(type='DefaultSampler', shuffle=False),",
-        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=12, offset=50))",
+        "    collate_fn=dict(type='occ.occ_collate'), dataset=dict(type='SeedToyOccDataset', num=12, offset=50,",
+        "    data_root='toy'))",
         "test_evaluator = dict(type='OccMetric', mask='camera', ray_iou=False)",
         "val_dataloader = test_dataloader",
         "val_evaluator = test_evaluator",
@@ -232,8 +235,10 @@ def test_ablate_seeds_mean_std_and_interval(tmp_path, monkeypatch):
     base = _toy_config(tmp_path / 'toy_base.py', 0.0)        # untrained: its random init only
     trained = _toy_config(tmp_path / 'toy_trained.py', 0.5)
     root = str(tmp_path / 'abl')
+    town = tmp_path / 'townB'
+    town.mkdir()
     rc = main([base, trained, '--seeds', '2', '--baseline', 'toy_base', '--work-root', root,
-               '--bootstrap', '200', '--metrics', 'miou,iou'])
+               '--bootstrap', '200', '--metrics', 'miou,iou', '--test-root', str(town)])
     assert rc == 0
     runs = json.load(open(osp.join(root, 'ablation.json')))
     assert [r['name'] for r in runs] == ['toy_base__seed0', 'toy_base__seed1',
@@ -274,6 +279,21 @@ def test_ablate_seeds_mean_std_and_interval(tmp_path, monkeypatch):
     assert f"{summary['toy_trained']['miou']:.2f} ± {summary['toy_trained']['miou_std']:.2f}" in md
     assert f"[{got['lo']:+.2f}, {got['hi']:+.2f}] | {got['verdict']}" in md
     assert open(osp.join(root, 'ablation.png'), 'rb').read(4) == b'\x89PNG'
+    # --test-root: each trained run's last checkpoint tested on the held-out root, its own table
+    held = json.load(open(osp.join(root, 'ablation_townB.json')))
+    assert [r['name'] for r in held] == [r['name'] for r in runs]
+    held_sum = {r['name']: r for r in json.load(open(osp.join(root, 'ablation_townB_summary.json')))}
+    for r in held:
+        assert r['status'] == 'ok' and r['test_root'] == str(town)
+        assert r['load_from'].startswith(osp.join(root, r['name']))
+        tab = load_frame_table(osp.join(root, r['name'], 'test_townB', 'frame_stats.npz'))
+        assert tab.tokens == [f'toy{550 + i:03d}' for i in range(12)]     # the other root's samples
+    for name in ('toy_base', 'toy_trained'):
+        vals = [r['metrics']['miou'] for r in held if r['group'] == name]
+        assert held_sum[name]['miou'] == pytest.approx(sum(vals) / 2)
+        assert vals != [by[f'{name}__seed{s}']['miou'] for s in range(2)]  # not the validation numbers
+    assert held_sum['toy_trained']['vs_baseline']['miou']['verdict'] in (BETTER, NOISE, WORSE)
+    assert '±' in open(osp.join(root, 'ablation_townB.md')).read()
 
 
 def test_seed_overrides_reach_a_collaboration_models_own_seed():
@@ -290,3 +310,18 @@ def test_seed_overrides_reach_a_collaboration_models_own_seed():
     assert 'model.collab.seed' not in fixed
     plain = protocol_options({'config': osp.join(cfgs, 'occ_cpu_demo.py'), 'seed': 2, 'options': {}}, '/tmp/run')
     assert 'model.collab.seed' not in plain and plain['randomness.seed'] == '2'
+
+
+def test_test_root_errors_before_any_run(tmp_path, capsys):
+    """--test-root: a missing folder, or combined with --load-from, fails before anything trains."""
+    from occ.analysis.ablate import main
+    cfg = _toy_config(tmp_path / 'toy_base.py', 0.0)
+    root = str(tmp_path / 'abl')
+    assert main([cfg, '--work-root', root, '--test-root', str(tmp_path / 'nope')]) == 2
+    assert 'nope: no such directory' in capsys.readouterr().err
+    ckpt = tmp_path / 'w.pth'
+    ckpt.write_bytes(b'')
+    assert main([cfg, '--work-root', root, '--test-root', str(tmp_path), '--load-from', str(ckpt)]) == 2
+    assert '--test-root tests the checkpoints this ablation trains' in capsys.readouterr().err
+    import os
+    assert not os.path.exists(root) or not os.listdir(root)

@@ -17,6 +17,12 @@ with a 95 % interval (bootstrap over evaluation frames and seeds, mIoU recompute
 from summed per-frame confusion matrices, which every run's OccMetric writes to
 ``<run>/frame_stats.npz``) and a verdict: better, worse or within noise. The
 per-config numbers go to ``ablation_summary.json``; the plot draws ± std error bars.
+
+Held-out test sets: ``--test-root DIR`` also tests every trained run's last checkpoint on
+the nuScenes root DIR (e.g. towns of a world seed never used for any choice), in
+``<run>/test_<name of DIR>/``, and writes the same table for it as
+``ablation_<name of DIR>.{md,json,png}`` (``ablation_<name>_summary.json`` with seeds/baseline):
+settings are chosen on the validation table, the held-out table reports them.
 """
 from __future__ import annotations
 
@@ -252,21 +258,34 @@ def plot(rows: list, metric: str, path: str, logx: bool = False) -> str:
 def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = None,
                  metric: str = 'miou', logx: bool = False, env: dict | None = None,
                  load_from: str | None = None, data_root: str | None = None,
-                 seeds: int = 1, baseline: str | None = None, metrics=None, n_boot: int = 1000) -> list:
+                 seeds: int = 1, baseline: str | None = None, metrics=None, n_boot: int = 1000,
+                 test_roots=()) -> list:
     """Run every (config, grid point) in its own process, then write the table and the plot.
     With ``load_from`` every run only tests that checkpoint. ``seeds`` > 1 trains each
     ``seeds`` times; with several seeds or a ``baseline`` the table and plot follow the
-    protocol (mean ± std over seeds of ``metrics``; paired bootstrap against ``baseline``)."""
+    protocol (mean ± std over seeds of ``metrics``; paired bootstrap against ``baseline``).
+    ``test_roots``: nuScenes roots on which every trained run's last checkpoint is also tested
+    (one table per root, ``ablation_<root name>.*``)."""
     if seeds < 1:
         raise ValueError(f'--seeds must be >= 1, got {seeds}')
     if seeds > 1 and load_from is not None:
         raise ValueError('--seeds trains each config several times; --load-from only tests one checkpoint')
+    test_roots = list(test_roots or ())
+    if test_roots and load_from is not None:
+        raise ValueError('--test-root tests the checkpoints this ablation trains; with --load-from, '
+                         'run the ablation again with --data-root instead')
+    tags = [test_root_tag(r) for r in test_roots]
+    for root, tag in zip(test_roots, tags):
+        if not osp.isdir(root):
+            raise ValueError(f'--test-root {root}: no such directory')
+    if len(set(tags)) != len(tags):
+        raise ValueError(f'--test-root: two roots with the same folder name {tags}')
     runs = expand_seeds(expand_runs(configs, grid), seeds)
     if baseline is not None and baseline not in {r['group'] for r in runs}:
         raise ValueError(f'--baseline {baseline!r} is not one of the runs: '
                          f'{sorted(dict.fromkeys(r["group"] for r in runs))}')
     os.makedirs(work_root, exist_ok=True)
-    rows = []
+    rows, held_out = [], {tag: [] for tag in tags}
     for i, run in enumerate(runs):
         run_dir = osp.join(work_root, run['name'])
         cmd = [sys.executable, '-m', 'occ.analysis.ablate', '--worker', run['config'], '--work-dir', run_dir]
@@ -292,18 +311,67 @@ def run_ablation(configs: list, grid: list, work_root: str, iters: int | None = 
         if res.returncode != 0:
             row['status'] = f'failed (exit {res.returncode}, see {run_dir})'
         rows.append(row)
-    atomic_save_json(osp.join(work_root, 'ablation.json'), rows)
+        for root, tag in zip(test_roots, tags):
+            held_out[tag].append(_test_on_root(run, run_dir, root, tag, metric, row['status'], proc_env))
+    tables = [('ablation', rows)] + [(f'ablation_{tag}', held_out[tag]) for tag in tags]
+    for stem, table in tables:
+        _write_table(work_root, stem, table, metric, logx, seeds, baseline, metrics, n_boot)
+    return rows
+
+
+def test_root_tag(root: str) -> str:
+    """The name a held-out root's table and run folders carry: its folder name."""
+    return osp.basename(osp.normpath(root))
+
+
+def last_checkpoint(run_dir: str) -> str | None:
+    """The checkpoint a finished run's ``last_checkpoint`` pointer names (relative to the run), or None."""
+    ptr = osp.join(run_dir, 'last_checkpoint')
+    if not osp.isfile(ptr):
+        return None
+    path = open(ptr).read().strip()
+    path = path if osp.isabs(path) else osp.join(run_dir, path)
+    return path if osp.isfile(path) else None
+
+
+def _test_on_root(run: dict, run_dir: str, root: str, tag: str, metric: str, status: str, env: dict) -> dict:
+    """Test a trained run's last checkpoint on another nuScenes root; its table row."""
+    test_dir = osp.join(run_dir, f'test_{tag}')
+    ckpt = last_checkpoint(run_dir) if status == 'ok' else None
+    if ckpt is None:
+        row = collect(run, test_dir, metric)
+        row['status'] = f'not tested on {root}: the run has no checkpoint ({status})'
+        return row
+    cmd = [sys.executable, '-m', 'occ.analysis.ablate', '--worker', run['config'], '--work-dir', test_dir,
+           '--load-from', ckpt, '--data-root', root]
+    options = dict(run['options'], **protocol_options(run, test_dir))
+    if options:
+        cmd += ['--options'] + [f'{k}={v}' for k, v in options.items()]
+    print(f'    test on {root}', flush=True)
+    res = subprocess.run(cmd, cwd=os.getcwd(), env=env)
+    row = collect(run, test_dir, metric)
+    row.update(load_from=ckpt, test_root=root)
+    for k in ('train_time_s', 'peak_rss_mb', 'peak_cuda_mb', 'final_loss', 'iters'):
+        row.pop(k, None)                 # a test-only run has no training of its own
+    if res.returncode != 0:
+        row['status'] = f'failed (exit {res.returncode}, see {test_dir})'
+    return row
+
+
+def _write_table(work_root, stem, rows, metric, logx, seeds, baseline, metrics, n_boot) -> None:
+    """``<stem>.json`` (rows), ``<stem>.md`` and ``<stem>.png``; with seeds or a baseline the
+    protocol's mean ± std, paired intervals and verdicts (``<stem>_summary.json``)."""
+    atomic_save_json(osp.join(work_root, f'{stem}.json'), rows)
     if seeds > 1 or baseline is not None:
         from occ.analysis import protocol
         keys = list(dict.fromkeys([metric] + list(metrics or [])))
         summary = protocol.summarize(rows, keys, baseline, n_boot=n_boot)
-        atomic_save_json(osp.join(work_root, 'ablation_summary.json'), summary)
-        atomic_write_bytes(osp.join(work_root, 'ablation.md'), protocol.markdown(summary, keys).encode())
-        protocol.plot(summary, metric, osp.join(work_root, 'ablation.png'))
-        return rows
-    atomic_write_bytes(osp.join(work_root, 'ablation.md'), markdown_table(rows, metric).encode())
-    plot(rows, metric, osp.join(work_root, 'ablation.png'), logx=logx)
-    return rows
+        atomic_save_json(osp.join(work_root, f'{stem}_summary.json'), summary)
+        atomic_write_bytes(osp.join(work_root, f'{stem}.md'), protocol.markdown(summary, keys).encode())
+        protocol.plot(summary, metric, osp.join(work_root, f'{stem}.png'))
+        return
+    atomic_write_bytes(osp.join(work_root, f'{stem}.md'), markdown_table(rows, metric).encode())
+    plot(rows, metric, osp.join(work_root, f'{stem}.png'), logx=logx)
 
 
 def bandwidth_report(tables: list, out_dir: str, curve: str | None = 'tome') -> str:
@@ -339,6 +407,9 @@ def parse_args(argv=None):
                         'e.g. miou_history_only)')
     p.add_argument('--bootstrap', type=int, default=1000, metavar='B', help='bootstrap replicates (default 1000)')
     p.add_argument('--logx', action='store_true', help='log x-axis for a numeric grid')
+    p.add_argument('--test-root', nargs='+', default=[], metavar='DIR',
+                   help='also test every trained run on these nuScenes roots (held-out towns); '
+                        'one more table per root: ablation_<folder name>.md')
     p.add_argument('--load-from', default=None, metavar='CKPT',
                    help='do not train: test this checkpoint under every config')
     p.add_argument('--bandwidth-report', nargs='*', default=None, metavar='JSON',
@@ -368,12 +439,16 @@ def main(argv=None) -> int:
         rows = run_ablation(args.configs, args.grid, args.work_root, args.iters, args.metric, args.logx,
                             seeds=args.seeds, baseline=args.baseline, n_boot=args.bootstrap,
                             metrics=[k for k in args.metrics.split(',') if k],
-                            load_from=args.load_from, data_root=args.data_root)
+                            load_from=args.load_from, data_root=args.data_root, test_roots=args.test_root)
     except ValueError as e:            # bad --seeds / --baseline, before any run started
         print(f'ablate: error: {e}', file=sys.stderr)
         return 2
     print(open(osp.join(args.work_root, 'ablation.md')).read())
     print(f'table: {osp.join(args.work_root, "ablation.md")}  plot: {osp.join(args.work_root, "ablation.png")}')
+    for root in args.test_root:
+        md = osp.join(args.work_root, f'ablation_{test_root_tag(root)}.md')
+        print(f'\nheld-out {root}:\n' + open(md).read())
+        print(f'table: {md}')
     if args.bandwidth_report is not None:
         tables = list(args.bandwidth_report) + [osp.join(args.work_root, 'ablation.json')]
         print(bandwidth_report(tables, args.work_root, args.curve))
