@@ -49,14 +49,18 @@ def occupied_fraction(item, grid, use_aug=True):
 
 @pytest.mark.slow
 def test_lifted_depth_lands_in_occupied_voxels_with_and_without_augmentation(tiny_world):  # noqa: F811
+    # The labels are LiDAR returns accumulated over the scene (data/README.md), so a camera-visible
+    # surface no beam reached (ground between far beam rings, inside foliage) is free in them:
+    # 0.70-0.76 of the lifted pixels land in occupied voxels on the tiny world. A frustum or
+    # augmentation error drops that to ~0.1 (the ``wrong`` case below).
     grid = OccGrid.from_voxel(0.4)
     plain = dataset(tiny_world, None, grid_voxel=0.4)[0]
-    assert occupied_fraction(plain, grid) > 0.8
+    assert occupied_fraction(plain, grid) > 0.6
     item = dataset(tiny_world, AUG, grid_voxel=0.4)[0]
     assert not torch.allclose(item['img_aug'], torch.eye(4).expand_as(item['img_aug']))
     right = occupied_fraction(item, grid)
     wrong = occupied_fraction(item, grid, use_aug=False)
-    assert right > 0.8 and wrong < right - 0.3, (right, wrong)
+    assert right > 0.6 and wrong < right - 0.3, (right, wrong)
 
 
 @pytest.mark.slow

@@ -145,17 +145,26 @@ def test_radar_read_by_the_devkit(tiny_world):
             cs = nusc.get('calibrated_sensor', sd['calibrated_sensor_token'])
             ep = nusc.get('ego_pose', sd['ego_pose_token'])
             g2s = np.linalg.inv(_matrix(ep) @ _matrix(cs))[:3, :3]
+            # A point inside a box must carry the Doppler of that box's object or of a box right
+            # next to it (range / azimuth noise; a pedestrian beside a passing car): the PCD does
+            # not say which object a return came from.
+            inside_any = np.zeros(pts.shape[1], bool)
+            matched = np.zeros(pts.shape[1], bool)
             for box in boxes:
-                inside = points_in_box(box, pts[:3])
-                if not inside.any():
-                    continue
                 vel = nusc.box_velocity(box.token)
                 if np.isnan(vel).any():
                     continue
-                expect = ((g2s @ vel)[:2, None] * u[:, inside]).sum(0)
-                tol = 0.3 if np.linalg.norm(vel) < 0.05 else 1.0 + 0.5 * np.linalg.norm(vel)
-                assert np.abs(v_comp[inside] - expect).max() < tol, (box.name, v_comp[inside], expect)
-                checked += inside.sum()
+                speed = np.linalg.norm(vel)
+                expect = ((g2s @ vel)[:2, None] * u).sum(0)
+                # box_velocity is the mean over neighbouring keyframes; pedestrians turn and stop
+                # within that time, so their instantaneous Doppler may differ by more.
+                slack = 1.5 if box.name.startswith('human.') else 0.5
+                tol = 0.3 if speed < 0.05 else 1.0 + slack * speed
+                inside_any |= points_in_box(box, pts[:3])
+                matched |= points_in_box(box, pts[:3], wlh_factor=1.5) & (np.abs(v_comp - expect) < tol)
+            bad = inside_any & ~matched
+            assert not bad.any(), (ch, v_comp[bad])
+            checked += int(inside_any.sum())
     assert total > 50 and checked > 5
 
 
