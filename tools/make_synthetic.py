@@ -34,6 +34,8 @@ def main(argv=None):
     p.add_argument('--camera-sweeps', type=int, nargs='?', const=5, default=0, metavar='N',
                    help='also render camera sweeps between keyframes (N, default 5 = 12 Hz as in nuScenes)')
     p.add_argument('--no-radar', action='store_true', help='leave out the 5 radars')
+    p.add_argument('--kerb-height', type=float, default=0.0, metavar='M',
+                   help='raise the sidewalks M metres above the road (default 0: one ground plane; data/README.md)')
     p.add_argument('--force', action='store_true',
                    help='write into a non-empty --out folder that make_synthetic did not create')
     p.add_argument('--preview', metavar='PNG', help='also (or only, without --out) write a preview picture')
@@ -48,6 +50,8 @@ def main(argv=None):
         p.error(f'--val-fraction must be in [0, 1) (the share of towns held out for val), got {a.val_fraction}')
     if a.lidar_sweeps < 0 or a.camera_sweeps < 0:
         p.error('--lidar-sweeps and --camera-sweeps must be >= 0')
+    if not 0 <= a.kerb_height < 1:
+        p.error(f'--kerb-height must be in [0, 1) metres, got {a.kerb_height}')
     from occ.data.synthetic import generate, render_preview
     if a.out:
         from occ.data.synthetic import MARKER
@@ -58,7 +62,8 @@ def main(argv=None):
         s = generate(a.out, scenes=a.scenes, frames=a.frames, seed=a.seed, agents=a.agents, voxel=a.voxel,
                      image_size=tuple(a.image_size), workers=a.workers, progress=not a.quiet,
                      version=a.version, val_fraction=a.val_fraction, lidar_sweeps=a.lidar_sweeps,
-                     camera_sweeps=a.camera_sweeps, radar=not a.no_radar, force=a.force)
+                     camera_sweeps=a.camera_sweeps, radar=not a.no_radar, force=a.force,
+                     kerb_height=a.kerb_height)
         print(json.dumps({k: s[k] for k in ('out_dir', 'version', 'keyframes', 'tables', 'seconds')}, indent=1))
     if a.preview:
         render_preview(a.preview, seed=a.seed)
@@ -67,7 +72,7 @@ def main(argv=None):
         from occ.data.occ3d_io import load_occ3d_labels
         from occ.data.synthetic.stats import comparison_table, label_statistics, world_statistics
         real = label_statistics([load_occ3d_labels(a.real, (200, 200, 16))]) if a.real else None
-        print(comparison_table(world_statistics(a.seed, a.stats), real))
+        print(comparison_table(world_statistics(a.seed, a.stats, kerb_height=a.kerb_height), real))
 
 
 def run(argv=None) -> int:

@@ -214,7 +214,8 @@ def annotations(world: World, f: int, agent: int) -> list:
             continue
         l, w, h = obj.size
         out.append({'object': n, 'category': obj.category, 'cls': CATEGORY_TO_CLASS[obj.category],
-                    'translation': [float(x), float(y), float(h / 2)], 'size': [float(w), float(l), float(h)],
+                    'translation': [float(x), float(y), float(world.base_height(x, y) + h / 2)],
+                    'size': [float(w), float(l), float(h)],
                     'rotation': yaw_quat(yaw), 'yaw': float(yaw), 'attribute': _attribute(world, f, n)})
     return out
 

@@ -79,11 +79,11 @@ def sweep_offsets(n: int) -> list:
 _WORLD_CACHE: dict = {}
 
 
-def _world(seed, w, frames, agents):
-    key = (seed, w, frames, agents)
+def _world(seed, w, frames, agents, kerb_height=0.0):
+    key = (seed, w, frames, agents, kerb_height)
     if key not in _WORLD_CACHE:
         _WORLD_CACHE.clear()
-        _WORLD_CACHE[key] = build_world(seed, w, frames, agents)
+        _WORLD_CACHE[key] = build_world(seed, w, frames, agents, kerb_height=kerb_height)
     return _WORLD_CACHE[key]
 
 
@@ -103,7 +103,7 @@ def _render_chunk(job):
     follow each keyframe); return their records."""
     out_dir, seed, w, f0, f1, frames, agents, voxel, image_size, names, opts = job
     t0 = time.perf_counter()
-    world = _world(seed, w, frames, agents)
+    world = _world(seed, w, frames, agents, opts.get('kerb_height', 0.0))
     t_world = time.perf_counter() - t0
     grid = OccGrid.from_voxel(voxel)
     records = []
@@ -209,12 +209,13 @@ def prepare_output_root(out_dir: str, force: bool = False, owned=()) -> bool:
 def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, agents: int = 1, voxel: float = 0.8,
              image_size=DEFAULT_IMAGE_SIZE, workers: int = 2, progress: bool = True,
              version: str = 'v1.0-trainval', val_fraction: float = 0.2, lidar_sweeps: int = LIDAR_SWEEPS,
-             camera_sweeps: int = 0, radar: bool = True, force: bool = False) -> dict:
+             camera_sweeps: int = 0, radar: bool = True, force: bool = False, kerb_height: float = 0.0) -> dict:
     """Generate ``scenes`` worlds x ``frames`` keyframes (x ``agents`` connected vehicles).
 
     ``lidar_sweeps`` / ``camera_sweeps``: non-key sample_data between consecutive keyframes (9 =
     20 Hz LiDAR, 5 = 12 Hz cameras, as in nuScenes; 0 = none). ``radar``: write the 5 radars.
     ``force``: write into a non-empty folder this generator did not create (see prepare_output_root).
+    ``kerb_height``: metres the sidewalks stand above the road (0: one ground plane; data/README.md).
 
     Returns a summary dict: ``tables`` (row count per nuScenes table), ``scenes``
     (scene names), ``splits``, ``keyframes``, ``seconds`` (wall time) and
@@ -228,6 +229,8 @@ def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, age
         raise ValueError(f'val_fraction must be in [0, 1) (the share of towns held out for val), got {val_fraction}')
     if lidar_sweeps < 0 or camera_sweeps < 0:
         raise ValueError(f'lidar_sweeps ({lidar_sweeps}) and camera_sweeps ({camera_sweeps}) must be >= 0')
+    if not 0 <= kerb_height < 1:
+        raise ValueError(f'kerb_height must be in [0, 1) metres, got {kerb_height}')
     image_size = tuple(int(v) for v in image_size)
     if min(image_size) < 16:
         raise ValueError(f'image_size {image_size} is too small (need at least 16 x 16)')
@@ -239,7 +242,8 @@ def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, age
     owned = [version, 'samples', 'sweeps', 'depth', 'semantics2d', 'gts', 'maps', 'can_bus', 'splits.json',
              'annotations.json', 'cooperative.json']
     prepare_output_root(out_dir, force, owned)
-    opts = {'lidar_sweeps': int(lidar_sweeps), 'camera_sweeps': int(camera_sweeps), 'radar': bool(radar)}
+    opts = {'lidar_sweeps': int(lidar_sweeps), 'camera_sweeps': int(camera_sweeps), 'radar': bool(radar),
+            'kerb_height': float(kerb_height)}
     jobs = [(out_dir, seed, w, f0, min(frames, f0 + FRAME_CHUNK), frames, agents, voxel, image_size,
              {key: n for key, n in names.items() if key[0] == w}, opts)
             for w in range(scenes) for f0 in range(0, frames, FRAME_CHUNK)]

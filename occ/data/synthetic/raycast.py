@@ -19,7 +19,7 @@ import numpy as np
 
 from .primitives import BOX, CYLINDER, ELLIPSOID, Primitives, intersect
 
-GROUND = -1       # hit id of the ground plane z = 0
+GROUND = -1       # hit id of the ground (the plane z = 0, and raised sidewalks with kerbs)
 MISS = -2         # hit id of rays that hit nothing within range (sky)
 _EPS = 1e-4
 _BANDS = (0.0, 12.0, 30.0, 60.0, np.inf)     # metres: nearest-first processing bands
@@ -96,16 +96,101 @@ def _ray_t(pp: _Prepared, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _ground(origin, dirs, max_range, ground):
+    """Ground hits: the plane z = 0, and with a town that has kerbs (``ground.kerb_height`` > 0)
+    the raised sidewalk cells (their tops and the kerb faces). Returns t [R], hit id [R] and the
+    surface normal [R, 3]."""
     r = len(dirs)
     best_t = np.full(r, np.inf)
     best_p = np.full(r, MISS, np.int64)
+    normal = np.zeros((r, 3))
+    normal[:, 2] = 1.0
     if ground:
         with np.errstate(divide='ignore', invalid='ignore'):
             tg = np.where(dirs[:, 2] < -1e-9, -origin[2] / dirs[:, 2], np.inf)
+        if getattr(ground, 'kerb_height', 0.0) > 0:
+            _kerbs(ground, origin, dirs, tg, normal, max_range)
         tg[tg > max_range] = np.inf
         best_t = tg
         best_p[np.isfinite(tg)] = GROUND
-    return best_t, best_p
+    return best_t, best_p, normal
+
+
+_KERB_MIN_STEP = 0.03      # metres of horizontal travel per step next to a raised cell
+_KERB_TRACE_STEPS = 32     # sphere-tracing steps; the rays still walking then are sampled densely
+
+
+def _kerbs(town, origin, dirs, tg, normal, max_range):
+    """Move ground hits (``tg``, in place) onto raised sidewalk cells a descending ray meets first
+    within ``max_range``.
+
+    A ray meets the raised ground either on a cell's top (its point at the kerb height lies over
+    a raised cell) or on a kerb face, somewhere along its path between the kerb height and z = 0.
+    That stretch is walked by sphere tracing on ``town.kerb_distance`` (a lower bound of the
+    distance to the nearest raised cell) in steps of at least ``_KERB_MIN_STEP``; the few rays
+    that graze a kerb for longer are then sampled every ``_KERB_MIN_STEP`` at once. A face hit is
+    refined by bisection to the cell boundary; its normal is the horizontal axis crossed.
+    """
+    h = town.kerb_height
+    down = np.nonzero(np.isfinite(tg) & (origin[2] > h))[0]
+    down = down[(h - origin[2]) / dirs[down, 2] <= max_range]     # the kerb height is reached in range
+    if not len(down):
+        return
+    d = dirs[down]
+    t_top = (h - origin[2]) / d[:, 2]
+    p_top = origin + t_top[:, None] * d
+    top = town.raised(p_top[:, 0], p_top[:, 1])
+    tg[down[top]] = t_top[top]
+    rest = ~top
+    idx, d, t = down[rest], d[rest], t_top[rest]
+    speed = np.hypot(d[:, 0], d[:, 1])                   # horizontal metres per unit of t
+    ok = speed > 1e-9
+    idx, d, t, speed = idx[ok], d[ok], t[ok], speed[ok]
+    t_end = np.minimum(tg[idx], max_range)
+    lo = np.full(len(idx), np.nan)                       # last t outside, first t inside a raised cell
+    hi = np.full(len(idx), np.nan)
+    active = np.arange(len(idx))
+    for _ in range(_KERB_TRACE_STEPS):
+        if not len(active):
+            break
+        p = origin + t[active, None] * d[active]
+        step = np.maximum(town.kerb_distance(p[:, 0], p[:, 1]), _KERB_MIN_STEP) / speed[active]
+        t_next = np.minimum(t[active] + step, t_end[active])
+        q = origin + t_next[:, None] * d[active]
+        hit = town.raised(q[:, 0], q[:, 1])
+        lo[active[hit]], hi[active[hit]] = t[active[hit]], t_next[hit]
+        t[active] = t_next
+        active = active[~hit & (t_next < t_end[active])]
+    step_t = _KERB_MIN_STEP / speed
+    while len(active):                                   # the rays still grazing a kerb: dense samples,
+        k = np.arange(1, 17)                             # 16 at a time, until they hit or end
+        ts = np.minimum(t[active, None] + k[None] * step_t[active, None], t_end[active, None])
+        q = origin + ts[..., None] * d[active][:, None]
+        inside = town.raised(q[..., 0], q[..., 1])
+        found = inside.any(1)
+        first = inside.argmax(1)
+        f = np.nonzero(found)[0]
+        hi[active[f]] = ts[f, first[f]]
+        lo[active[f]] = np.where(first[f] > 0, ts[f, np.maximum(first[f] - 1, 0)], t[active[f]])
+        t[active] = ts[:, -1]
+        active = active[~found & (ts[:, -1] < t_end[active])]
+    a = np.nonzero(np.isfinite(hi))[0]
+    if not len(a):
+        return
+    lo, hi = lo[a], hi[a]
+    for _ in range(12):                                  # bisection to the entry of the raised cell (< 0.1 mm)
+        mid = 0.5 * (lo + hi)
+        m = origin + mid[:, None] * d[a]
+        inside = town.raised(m[:, 0], m[:, 1])
+        hi = np.where(inside, mid, hi)
+        lo = np.where(inside, lo, mid)
+    tg[idx[a]] = hi
+    before = origin + lo[:, None] * d[a]
+    after = origin + hi[:, None] * d[a]
+    crossed_x = np.floor(before[:, 0] / town.res) != np.floor(after[:, 0] / town.res)
+    nrm = np.zeros((len(a), 3))
+    nrm[crossed_x, 0] = -np.sign(d[a][crossed_x, 0])
+    nrm[~crossed_x, 1] = -np.sign(d[a][~crossed_x, 1])
+    normal[idx[a]] = nrm
 
 
 def _update(best_t, best_p, rays, pids, t):
@@ -121,10 +206,9 @@ def _update(best_t, best_p, rays, pids, t):
     best_t[rays[win]] = t[win]
 
 
-def _finish(prims, origin, dirs, best_t, best_p):
+def _finish(prims, origin, dirs, best_t, best_p, ground_normal):
     r = len(dirs)
-    normal = np.zeros((r, 3))
-    normal[:, 2] = 1.0
+    normal = ground_normal
     local = np.zeros((r, 3))
     sel = np.nonzero(best_p >= 0)[0]
     if len(sel):
@@ -153,7 +237,7 @@ def _bands(pp: _Prepared, sel: np.ndarray):
 
 
 def cast_pinhole(prims: Primitives, cam2global: np.ndarray, intrinsics: np.ndarray, h: int, w: int,
-                 dirs: np.ndarray, max_range: float, ground: bool = True) -> dict:
+                 dirs: np.ndarray, max_range: float, ground=True) -> dict:
     """Cast one ray per pixel of a pinhole camera (``dirs`` [h*w, 3], row-major, global frame).
 
     Returns the dict of ``cast``. Candidate pixels of a primitive are the
@@ -161,7 +245,7 @@ def cast_pinhole(prims: Primitives, cam2global: np.ndarray, intrinsics: np.ndarr
     behind the camera are pushed onto a near plane, which only enlarges it).
     """
     origin = cam2global[:3, 3]
-    best_t, best_p = _ground(origin, dirs, max_range, ground)
+    best_t, best_p, g_normal = _ground(origin, dirs, max_range, ground)
     if len(prims):
         pp = _Prepared(prims, origin)
         sign = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], np.float64)
@@ -199,11 +283,11 @@ def cast_pinhole(prims: Primitives, cam2global: np.ndarray, intrinsics: np.ndarr
                 rays = (np.repeat(v0[part], cnt) + k // wid) * w + np.repeat(u0[part], cnt) + k % wid
                 _test_pairs(pp, dirs, best_t, best_p, rays, pids)
                 start = stop
-    return _finish(prims, origin, dirs, best_t, best_p)
+    return _finish(prims, origin, dirs, best_t, best_p, g_normal)
 
 
 def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndarray,
-         max_range: float, ground: bool = True) -> dict:
+         max_range: float, ground=True) -> dict:
     """Cast rays from one origin; return the nearest hit of each ray.
 
     Args:
@@ -211,13 +295,15 @@ def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndar
         origin: float [3]; dirs: float [R, 3] unit directions.
         tiles: int [T, K] ray indices per tile (see grid_tiles); every ray must be in a tile.
         max_range: hits farther than this are misses.
+        ground: False (no ground), True (the plane z = 0) or a ``Town``, whose raised sidewalks
+            are hit too when it has kerbs (``Town.kerb_height`` > 0).
     Returns:
         dict with ``t`` float [R] (inf on miss), ``hit`` int [R] (primitive index,
         GROUND or MISS), ``normal`` float [R, 3], ``local`` float [R, 3]
         (primitive-frame hit point; global point for ground hits), ``point`` [R, 3].
     """
     origin = np.asarray(origin, np.float64)
-    best_t, best_p = _ground(origin, dirs, max_range, ground)
+    best_t, best_p, g_normal = _ground(origin, dirs, max_range, ground)
     if len(prims):
         pp = _Prepared(prims, origin)
         tdirs = dirs[tiles]                                                   # [T, K, 3]
@@ -240,4 +326,4 @@ def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndar
                 rays = tiles[ti + s].reshape(-1)
                 pids = np.repeat(band[pi], tiles.shape[1])
                 _test_pairs(pp, dirs, best_t, best_p, rays, pids)
-    return _finish(prims, origin, dirs, best_t, best_p)
+    return _finish(prims, origin, dirs, best_t, best_p, g_normal)

@@ -139,7 +139,7 @@ def render_camera(prims: Primitives, town: T.Town, cam2global: np.ndarray, intri
     near = _near(prims, origin, OBJECT_RANGE)
     d_cam = pixel_rays(intrinsics, h, w)
     dirs = d_cam @ cam2global[:3, :3].T
-    hits = cast_pinhole(near, cam2global, intrinsics, h, w, dirs, CAMERA_RANGE)
+    hits = cast_pinhole(near, cam2global, intrinsics, h, w, dirs, CAMERA_RANGE, ground=town)
     rgb = shade(hits, near, town, dirs)
     if rng is not None:
         rgb = rgb * rng.uniform(0.93, 1.07) + rng.normal(0, 0.018, rgb.shape)
@@ -173,7 +173,7 @@ def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
     near = _near(prims, origin, LIDAR_RANGE + 10)
     d_l, ring = lidar_rays(column_stride)
     dirs = d_l @ lidar2global[:3, :3].T
-    hits = cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE)
+    hits = cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE, ground=town)
     ok = np.isfinite(hits['t'])
     if rng is not None:
         ok &= rng.random(len(ok)) > 0.03                       # dropped returns
@@ -212,7 +212,7 @@ def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, 
     near = _near(prims, origin, LIDAR_RANGE + 10)
     d_l, _ = lidar_rays()
     dirs = d_l @ lidar2global[:3, :3].T
-    hits = cast(near, origin, dirs, _lidar_tiles(), LIDAR_RANGE)
+    hits = cast(near, origin, dirs, _lidar_tiles(), LIDAR_RANGE, ground=town)
     ok = np.isfinite(hits['t'])
     hit, t, dirs = hits['hit'][ok], hits['t'][ok], dirs[ok]
     sem = _hit_classes(hits, near, town)[ok]

@@ -70,10 +70,41 @@ class Town:
     scenery: Primitives                     # unannotated static primitives (global frame)
     placements: list = field(default_factory=list)
     walkways: list = field(default_factory=list)   # pedestrian lines (x0, y0, x1, y1)
+    kerb_height: float = 0.0                # metres the sidewalk cells stand above the road (0: one plane)
 
     @property
     def res(self) -> float:
         return MAP_RES
+
+    def raised(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """bool: the ground at global points is a raised sidewalk cell (always False without kerbs)."""
+        if self.kerb_height <= 0:
+            return np.zeros(np.shape(x), bool)
+        return self.ground_codes(x, y) == G_SIDEWALK
+
+    def ground_height(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Height (metres) of the ground surface at global points: ``kerb_height`` on sidewalks, else 0."""
+        return np.where(self.raised(x, y), self.kerb_height, 0.0)
+
+    def kerb_distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """A lower bound (metres) of the horizontal distance from each point to the nearest raised cell.
+
+        Euclidean distance transform of the raster between cell centres (computed once per town),
+        less the point's distance to its (clamped) cell centre and half a cell diagonal: a
+        raised cell's nearest point is at most that much nearer (triangle inequality).
+        """
+        if '_kerb_edt' not in self.__dict__:
+            from scipy.ndimage import distance_transform_edt
+            raised = self.ground == G_SIDEWALK
+            self.__dict__['_kerb_edt'] = (distance_transform_edt(~raised) * MAP_RES if raised.any()
+                                          else np.full(raised.shape, np.inf))
+        edt = self.__dict__['_kerb_edt']
+        n = edt.shape[0]
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        i = np.clip(np.floor(x / MAP_RES).astype(np.int64), 0, n - 1)
+        j = np.clip(np.floor(y / MAP_RES).astype(np.int64), 0, n - 1)
+        to_centre = np.hypot(x - (i + 0.5) * MAP_RES, y - (j + 0.5) * MAP_RES)
+        return edt[i, j] - to_centre - 0.5 * MAP_RES * np.sqrt(2)
 
     def ground_codes(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground code at global points; outside the town is terrain."""
@@ -102,8 +133,12 @@ def _road_positions(rng, size):
     return pos
 
 
-def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
-    """Generate a town; deterministic given the generator state."""
+def build_town(rng: np.random.Generator, size: float = 300.0, kerb_height: float = 0.0) -> Town:
+    """Generate a town; deterministic given the generator state.
+
+    ``kerb_height`` > 0 raises the sidewalks by that much (``Town.raised``); the street furniture
+    on them stands on the raised surface. The random draws do not depend on it.
+    """
     n = int(round(size / MAP_RES))
     ground = np.full((n, n), G_TERRAIN, np.uint8)
     roads = []
@@ -208,18 +243,18 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
                     x, y = road_point(r, a, c_curb)
                     roll = rng.random()
                     if roll < 0.62:
-                        _tree(rng, b, x, y, small=False)
+                        _tree(rng, b, x, y, small=False, z0=kerb_height)
                     elif roll < 0.67:
-                        _lamp(rng, b, x, y)
+                        _lamp(rng, b, x, y, z0=kerb_height)
                     elif roll < 0.73:
-                        _bench_or_box(rng, b, x, y, along_yaw)
+                        _bench_or_box(rng, b, x, y, along_yaw, z0=kerb_height)
                     elif roll < 0.79:
                         placements.append(Placement('movable_object.pushable_pullable', x, y,
                                                     along_yaw + rng.normal(0, 0.2)))
                     elif roll < 0.84:
                         placements.append(Placement('vehicle.bicycle', x, y, along_yaw + np.pi / 2 + rng.normal(0, 0.2)))
                     elif roll < 0.92:
-                        b.box(x, y, 0, 0.8, 0.8, rng.uniform(0.9, 1.3), cls=VEGETATION,
+                        b.box(x, y, kerb_height, 0.8, 0.8, rng.uniform(0.9, 1.3), cls=VEGETATION,
                               albedo=(0.15, 0.32, 0.1), tex=TEX_FOLIAGE)
                     a += rng.uniform(4, 8)
                 _parking_strip(rng, r, side, a0, a1, placements, road_point, along_yaw)
@@ -229,8 +264,8 @@ def build_town(rng: np.random.Generator, size: float = 300.0) -> Town:
                 a = o.pos - side * (o.half_total + 1.0)
                 x, y = road_point(r, a, side * (r.half_drive + 0.6))
                 if 0 < x < size and 0 < y < size:
-                    _pole_with_head(rng, b, x, y)
-    return Town(size, ground, vroads, hroads, b.build(), placements, walkways)
+                    _pole_with_head(rng, b, x, y, z0=kerb_height)
+    return Town(size, ground, vroads, hroads, b.build(), placements, walkways, kerb_height=float(kerb_height))
 
 
 def _free_intervals(r: Road, roads, size, margin):
@@ -279,41 +314,41 @@ def _parking_strip(rng, r, side, a0, a1, placements, road_point, along_yaw):
         a += length + rng.uniform(0.8, 4.0)
 
 
-def _tree(rng, b: PrimitiveBuilder, x, y, small=False):
+def _tree(rng, b: PrimitiveBuilder, x, y, small=False, z0=0.0):
     h = rng.uniform(4, 6.5) if small else rng.uniform(5, 9.5)
     trunk_h = h * rng.uniform(0.15, 0.3)           # crowns from ~0.8-2.9 m up, as street trees in nuScenes
-    b.cylinder(x, y, 0, rng.uniform(0.12, 0.25), trunk_h + 0.5, cls=VEGETATION, albedo=(0.3, 0.2, 0.12),
+    b.cylinder(x, y, z0, rng.uniform(0.12, 0.25), trunk_h + 0.5, cls=VEGETATION, albedo=(0.3, 0.2, 0.12),
                tex=TEX_BARK)
     rxy = rng.uniform(1.4, 2.2) if small else rng.uniform(1.8, 3.2)
     rz = (h - trunk_h) / 2
     col = tuple(np.clip(np.array([0.12, 0.3, 0.1]) + rng.uniform(-0.04, 0.04, 3), 0, 1))
-    b.ellipsoid(x, y, trunk_h + rz, rxy, rxy * rng.uniform(0.85, 1.15), rz, yaw=rng.uniform(0, np.pi),
+    b.ellipsoid(x, y, z0 + trunk_h + rz, rxy, rxy * rng.uniform(0.85, 1.15), rz, yaw=rng.uniform(0, np.pi),
                 cls=VEGETATION, albedo=col, tex=TEX_FOLIAGE)
 
 
-def _lamp(rng, b, x, y):
+def _lamp(rng, b, x, y, z0=0.0):
     h = rng.uniform(6, 8.5)
-    b.cylinder(x, y, 0, 0.12, h, cls=MANMADE, albedo=(0.3, 0.3, 0.32), tex=TEX_PAINT)
-    b.box(x, y, h, 0.9, 0.35, 0.25, cls=MANMADE, albedo=(0.25, 0.25, 0.27), tex=TEX_PAINT)
+    b.cylinder(x, y, z0, 0.12, h, cls=MANMADE, albedo=(0.3, 0.3, 0.32), tex=TEX_PAINT)
+    b.box(x, y, z0 + h, 0.9, 0.35, 0.25, cls=MANMADE, albedo=(0.25, 0.25, 0.27), tex=TEX_PAINT)
 
 
-def _pole_with_head(rng, b, x, y):
-    b.cylinder(x, y, 0, 0.1, 3.0, cls=MANMADE, albedo=(0.25, 0.25, 0.27), tex=TEX_PAINT)
+def _pole_with_head(rng, b, x, y, z0=0.0):
+    b.cylinder(x, y, z0, 0.1, 3.0, cls=MANMADE, albedo=(0.25, 0.25, 0.27), tex=TEX_PAINT)
     if rng.random() < 0.6:
-        b.box(x, y, 3.0, 0.4, 0.4, 1.0, cls=MANMADE, albedo=(0.1, 0.1, 0.1), tex=TEX_DARK)
+        b.box(x, y, z0 + 3.0, 0.4, 0.4, 1.0, cls=MANMADE, albedo=(0.1, 0.1, 0.1), tex=TEX_DARK)
     else:
-        b.box(x, y, 2.2, 0.08, 0.7, 0.7, cls=MANMADE, albedo=(0.1, 0.3, 0.7), tex=TEX_PLAIN)
+        b.box(x, y, z0 + 2.2, 0.08, 0.7, 0.7, cls=MANMADE, albedo=(0.1, 0.3, 0.7), tex=TEX_PLAIN)
 
 
-def _bench_or_box(rng, b, x, y, yaw):
+def _bench_or_box(rng, b, x, y, yaw, z0=0.0):
     """Small unannotated 'others': benches, mailboxes, hydrants."""
     k = rng.integers(3)
     if k == 0:
-        b.box(x, y, 0, 1.8, 0.6, 0.85, yaw=yaw, cls=OTHERS, albedo=(0.45, 0.3, 0.18), tex=TEX_PLAIN)
+        b.box(x, y, z0, 1.8, 0.6, 0.85, yaw=yaw, cls=OTHERS, albedo=(0.45, 0.3, 0.18), tex=TEX_PLAIN)
     elif k == 1:
-        b.box(x, y, 0, 0.5, 0.45, 1.25, yaw=yaw, cls=OTHERS, albedo=(0.1, 0.2, 0.55), tex=TEX_PLAIN)
+        b.box(x, y, z0, 0.5, 0.45, 1.25, yaw=yaw, cls=OTHERS, albedo=(0.1, 0.2, 0.55), tex=TEX_PLAIN)
     else:
-        b.cylinder(x, y, 0, 0.18, 0.75, cls=OTHERS, albedo=(0.75, 0.1, 0.08), tex=TEX_PLAIN)
+        b.cylinder(x, y, z0, 0.18, 0.75, cls=OTHERS, albedo=(0.75, 0.1, 0.08), tex=TEX_PLAIN)
 
 
 def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):

@@ -102,6 +102,10 @@ class World:
         """Per-camera (pitch, roll) [6, 2] of agent ``agent``'s rig, see ``camera_tilt``."""
         return camera_tilt(self.seed, self.index, agent)
 
+    def base_height(self, x, y) -> np.ndarray:
+        """Height of an object's box bottom standing at global (x, y): the ground's (kerbs raise it)."""
+        return self.town.ground_height(x, y)
+
     def _posed(self, pose: np.ndarray, exclude=()) -> Primitives:
         p = self.parts
         keep = ~np.isin(p.inst, np.asarray(list(exclude), np.int32))
@@ -109,7 +113,8 @@ class World:
         x, y, yaw = pose[obj, 0], pose[obj, 1], pose[obj, 2]
         c, s = np.cos(yaw), np.sin(yaw)
         lc = p.center[keep]
-        cen = np.stack([c * lc[:, 0] - s * lc[:, 1] + x, s * lc[:, 0] + c * lc[:, 1] + y, lc[:, 2]], 1)
+        cen = np.stack([c * lc[:, 0] - s * lc[:, 1] + x, s * lc[:, 0] + c * lc[:, 1] + y,
+                        lc[:, 2] + self.base_height(x, y)], 1)
         posed = Primitives(p.kind[keep], cen, p.size[keep], p.yaw[keep] + yaw, p.cls[keep], obj,
                            p.albedo[keep], p.tex[keep])
         return Primitives.concat([self.town.scenery, posed])
@@ -145,7 +150,8 @@ class World:
                 q = scan['points'][~st]
                 c, s = np.cos(yaw), np.sin(yaw)
                 dx, dy = q[:, 0] - x, q[:, 1] - y
-                op.append(np.stack([c * dx + s * dy, -s * dx + c * dy, q[:, 2]], 1).astype(np.float32))
+                op.append(np.stack([c * dx + s * dy, -s * dx + c * dy, q[:, 2] - self.base_height(x, y)], 1)
+                          .astype(np.float32))
                 oc.append(scan['semantics'][~st])
                 oi.append(inst)
                 of.append(np.full(len(inst), f, np.int32))
@@ -164,7 +170,8 @@ class World:
         pts, cls, inst = pts[keep].astype(np.float64), cls[keep], inst[keep]
         x, y, yaw = (self.pose[f, inst, i] for i in range(3))
         c, s = np.cos(yaw), np.sin(yaw)
-        out = np.stack([c * pts[:, 0] - s * pts[:, 1] + x, s * pts[:, 0] + c * pts[:, 1] + y, pts[:, 2]], 1)
+        out = np.stack([c * pts[:, 0] - s * pts[:, 1] + x, s * pts[:, 0] + c * pts[:, 1] + y,
+                        pts[:, 2] + self.base_height(x, y)], 1)
         return out, cls, inst
 
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
@@ -206,11 +213,18 @@ _MOVING = [('vehicle.car', 0.7, (6.0, 11.0)), ('vehicle.truck', 0.08, (5.0, 9.0)
 
 
 def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles: int = 36,
-                n_pedestrians: int = 140) -> World:
-    """Build world ``index`` of the generator seeded with ``seed`` (deterministic)."""
+                n_pedestrians: int = 140, kerb_height: float = 0.0) -> World:
+    """Build world ``index`` of the generator seeded with ``seed`` (deterministic).
+
+    ``kerb_height`` > 0 raises the sidewalks by that much (data/README.md, "Kerbs"); objects
+    standing on them are placed on the raised surface. Every random draw is the same for any
+    ``kerb_height``.
+    """
     if frames < 1 or agents < 1:
         raise ValueError(f'frames ({frames}) and agents ({agents}) must be >= 1')
-    town = build_town(np.random.default_rng([seed, index, 0]), TOWN_SIZE)
+    if kerb_height < 0:
+        raise ValueError(f'kerb_height must be >= 0, got {kerb_height}')
+    town = build_town(np.random.default_rng([seed, index, 0]), TOWN_SIZE, kerb_height=kerb_height)
     rng = np.random.default_rng([seed, index, 1])
     orng = np.random.default_rng([seed, index, 2])
     objects: list[ObjectTemplate] = []
