@@ -111,3 +111,38 @@ def test_kerbs_fill_occupied_level_1_like_the_real_frame():
     assert 0.5 <= s['per_z'][1] / real_level_1 <= 2.0
     g = np.array(s['ground_per_z'])
     assert g[:2].sum() == g.sum() and g[1] > 1000              # the sidewalks moved up into level 1
+
+
+def test_upward_endpoint_only_marks_no_free_voxel_above_the_lidar():
+    from occ.data.synthetic.frame import make_labels
+    from occ.data.synthetic.generate import DEFAULT_IMAGE_SIZE
+    from occ.data.synthetic.sensors import lidar2ego
+    from occ.geometry import OccGrid
+    grid = OccGrid.from_voxel(0.4)
+    plain = make_labels(build_world(0, 1, 8), 4, 0, grid, DEFAULT_IMAGE_SIZE)
+    rule = make_labels(build_world(0, 1, 8, upward_endpoint_only=True), 4, 0, grid, DEFAULT_IMAGE_SIZE)
+    assert np.array_equal(plain['semantics'], rule['semantics'])
+    free = rule['semantics'] == 17
+    lidar_level = int(np.floor((lidar2ego()[2, 3] - grid.lower[2]) / grid.voxel_size))
+    ml, mp = rule['mask_lidar'].astype(bool), plain['mask_lidar'].astype(bool)
+    assert not (ml & free)[:, :, lidar_level + 1:].any()          # only upward beams reach up there
+    assert (mp & free)[:, :, lidar_level + 1:].sum() > 1000         # and without the rule they mark plenty
+    assert np.all(ml <= mp) and np.all(rule['mask_camera'] <= plain['mask_camera'])
+    assert np.array_equal(ml & ~free, mp & ~free)                  # every occupied voxel stays observed
+
+
+@pytest.mark.slow
+def test_kerbs_and_upward_endpoint_only_meet_every_statistics_target():
+    """Issue 14's targets with both options on (the default world meets all but two, see
+    tests/test_synthetic_stats.py)."""
+    from occ.data.synthetic.stats import world_statistics
+    from test_synthetic_stats import REAL_PER_Z, REAL_TOP3, REAL_VISIBLE
+    s = world_statistics(seed=0, worlds=2, frames=(5, 20, 35), kerb_height=KERB, upward_endpoint_only=True)
+    g = np.array(s['ground_per_z'])
+    assert g[:2].sum() == g.sum()
+    ratio = np.array(s['per_z']) / np.array(REAL_PER_Z)
+    assert np.all((ratio >= 0.5) & (ratio <= 2.0)), np.round(ratio, 2)
+    for c, r in REAL_VISIBLE.items():
+        assert abs(s['visible'][c] - r) <= 0.2, (c, s['visible'][c], r)
+    assert 0.05 <= s['mask_camera'] <= 0.09, s['mask_camera']
+    assert set(sorted(range(17), key=lambda c: -s['share'][c])[:3]) == REAL_TOP3

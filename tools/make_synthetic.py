@@ -36,6 +36,9 @@ def main(argv=None):
     p.add_argument('--no-radar', action='store_true', help='leave out the 5 radars')
     p.add_argument('--kerb-height', type=float, default=0.0, metavar='M',
                    help='raise the sidewalks M metres above the road (default 0: one ground plane; data/README.md)')
+    p.add_argument('--upward-endpoint-only', action='store_true',
+                   help="labels: LiDAR beams above the horizontal observe only their end voxel, no free space "
+                        "(brings mask_camera to the real Occ3D frame's fraction; data/README.md)")
     p.add_argument('--force', action='store_true',
                    help='write into a non-empty --out folder that make_synthetic did not create')
     p.add_argument('--preview', metavar='PNG', help='also (or only, without --out) write a preview picture')
@@ -63,7 +66,7 @@ def main(argv=None):
                      image_size=tuple(a.image_size), workers=a.workers, progress=not a.quiet,
                      version=a.version, val_fraction=a.val_fraction, lidar_sweeps=a.lidar_sweeps,
                      camera_sweeps=a.camera_sweeps, radar=not a.no_radar, force=a.force,
-                     kerb_height=a.kerb_height)
+                     kerb_height=a.kerb_height, upward_endpoint_only=a.upward_endpoint_only)
         print(json.dumps({k: s[k] for k in ('out_dir', 'version', 'keyframes', 'tables', 'seconds')}, indent=1))
     if a.preview:
         render_preview(a.preview, seed=a.seed)
@@ -72,7 +75,8 @@ def main(argv=None):
         from occ.data.occ3d_io import load_occ3d_labels
         from occ.data.synthetic.stats import comparison_table, label_statistics, world_statistics
         real = label_statistics([load_occ3d_labels(a.real, (200, 200, 16))]) if a.real else None
-        print(comparison_table(world_statistics(a.seed, a.stats, kerb_height=a.kerb_height), real))
+        print(comparison_table(world_statistics(a.seed, a.stats, kerb_height=a.kerb_height,
+                                                       upward_endpoint_only=a.upward_endpoint_only), real))
 
 
 def run(argv=None) -> int:

@@ -69,12 +69,13 @@ def cooperative_labels(world: World, f: int, agent: int, grid: OccGrid, image_si
         occupancy.append(sem_k != FREE)
         ground.append(is_ground(sem_k))
         placements.append(g2e @ world.ego2global(f, k))
-    coop = cooperative_camera_mask(mask_camera, occupancy, placements, grid, image_size, ground)
+    coop = cooperative_camera_mask(mask_camera, occupancy, placements, grid, image_size, ground,
+                                   upward_endpoint_only=world.upward_endpoint_only)
     return {'semantics_coop': sem, 'mask_camera_coop': coop.astype(np.uint8)}
 
 
 def cooperative_camera_mask(mask_camera: np.ndarray, occupancy: list, placements: list, grid: OccGrid,
-                            image_size, ground: list | None = None) -> np.ndarray:
+                            image_size, ground: list | None = None, upward_endpoint_only: bool = False) -> np.ndarray:
     """``mask_camera`` united with each neighbour's Occ3D camera mask in the ego's grid.
 
     Args:
@@ -84,11 +85,13 @@ def cooperative_camera_mask(mask_camera: np.ndarray, occupancy: list, placements
         placements: per neighbour, [4, 4] its ego frame -> the ego's frame.
         ground: optional, per neighbour, bool [X, Y, Z]: the ground-class voxels of its occupancy
             (``sensor_masks``' ``ground``).
+        upward_endpoint_only: ``sensor_masks``' LiDAR rule (the world's).
     Returns:
         bool [X, Y, Z].
     """
     coop = np.asarray(mask_camera, bool).copy()
     ground = [None] * len(occupancy) if ground is None else ground
     for occ_k, k2e, g_k in zip(occupancy, placements, ground):
-        coop |= sensor_masks(np.asarray(occ_k, bool), grid, image_size, np.asarray(k2e, np.float64), g_k)[1]
+        coop |= sensor_masks(np.asarray(occ_k, bool), grid, image_size, np.asarray(k2e, np.float64), g_k,
+                             upward_endpoint_only=upward_endpoint_only)[1]
     return coop

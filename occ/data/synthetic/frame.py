@@ -54,7 +54,8 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     seen_now = np.unique(lidar['instance'][lidar['instance'] >= 0])
     pts, cls, _ = world.observed_objects_at(f, agent, seen_now)
     sem = label_semantics(e2g, grid, world.observed(agent)['static'], (pts, cls))
-    mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size, ground=is_ground(sem))
+    mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size, ground=is_ground(sem),
+                                        upward_endpoint_only=world.upward_endpoint_only)
     return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
 
 
@@ -83,7 +84,7 @@ def is_ground(sem: np.ndarray) -> np.ndarray:
 
 
 def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.ndarray | None = None,
-                 ground: np.ndarray | None = None) -> tuple:
+                 ground: np.ndarray | None = None, upward_endpoint_only: bool = False) -> tuple:
     """Occ3D visibility of one vehicle's LiDAR and (nominal) camera rig in an occupancy grid.
 
     Args:
@@ -91,6 +92,9 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
         sensors2grid: [4, 4] the vehicle's ego frame -> the grid's frame (None: the grid is the
             vehicle's own; a neighbour's sensors are placed in the ego's grid with it).
         ground: optional bool [X, Y, Z], the occupied voxels of the ground classes (``is_ground``).
+        upward_endpoint_only: beams above the LiDAR's horizontal observe only the voxel they end in,
+            no free space (data/README.md, "Statistics": what brings ``mask_camera`` to the real
+            frame's fraction).
     Returns:
         (mask_lidar, mask_camera) bool [X, Y, Z]. LiDAR: every occupied voxel (a return of the
         scene's LiDAR lies in it) and the free voxels this keyframe's beams traverse before their
@@ -107,7 +111,12 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
     pix_stride, col_stride = _ray_strides(grid, image_size)
     l2e = lidar2ego() if sensors2grid is None else sensors2grid @ lidar2ego()
     d, _ = lidar_rays(column_stride=col_stride)
-    mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T, ground).ravel()
+    if upward_endpoint_only:
+        up = d[:, 2] > 0                         # above the LiDAR's own horizontal (its beams' elevation)
+        mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d[~up] @ l2e[:3, :3].T, ground).ravel()
+        mask_lidar |= ray_visibility(occ, grid, l2e[:3, 3], d[up] @ l2e[:3, :3].T, occ).ravel()
+    else:
+        mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T, ground).ravel()
     mask_lidar[occ_idx] = True
     # Occlusion of the in-image occupied voxels is tested from the rig centre.
     rig = camera_rig(image_size)

@@ -79,11 +79,12 @@ def sweep_offsets(n: int) -> list:
 _WORLD_CACHE: dict = {}
 
 
-def _world(seed, w, frames, agents, kerb_height=0.0):
-    key = (seed, w, frames, agents, kerb_height)
+def _world(seed, w, frames, agents, kerb_height=0.0, upward_endpoint_only=False):
+    key = (seed, w, frames, agents, kerb_height, upward_endpoint_only)
     if key not in _WORLD_CACHE:
         _WORLD_CACHE.clear()
-        _WORLD_CACHE[key] = build_world(seed, w, frames, agents, kerb_height=kerb_height)
+        _WORLD_CACHE[key] = build_world(seed, w, frames, agents, kerb_height=kerb_height,
+                                        upward_endpoint_only=upward_endpoint_only)
     return _WORLD_CACHE[key]
 
 
@@ -103,7 +104,7 @@ def _render_chunk(job):
     follow each keyframe); return their records."""
     out_dir, seed, w, f0, f1, frames, agents, voxel, image_size, names, opts = job
     t0 = time.perf_counter()
-    world = _world(seed, w, frames, agents, opts.get('kerb_height', 0.0))
+    world = _world(seed, w, frames, agents, opts.get('kerb_height', 0.0), opts.get('upward_endpoint_only', False))
     t_world = time.perf_counter() - t0
     grid = OccGrid.from_voxel(voxel)
     records = []
@@ -209,13 +210,16 @@ def prepare_output_root(out_dir: str, force: bool = False, owned=()) -> bool:
 def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, agents: int = 1, voxel: float = 0.8,
              image_size=DEFAULT_IMAGE_SIZE, workers: int = 2, progress: bool = True,
              version: str = 'v1.0-trainval', val_fraction: float = 0.2, lidar_sweeps: int = LIDAR_SWEEPS,
-             camera_sweeps: int = 0, radar: bool = True, force: bool = False, kerb_height: float = 0.0) -> dict:
+             camera_sweeps: int = 0, radar: bool = True, force: bool = False, kerb_height: float = 0.0,
+             upward_endpoint_only: bool = False) -> dict:
     """Generate ``scenes`` worlds x ``frames`` keyframes (x ``agents`` connected vehicles).
 
     ``lidar_sweeps`` / ``camera_sweeps``: non-key sample_data between consecutive keyframes (9 =
     20 Hz LiDAR, 5 = 12 Hz cameras, as in nuScenes; 0 = none). ``radar``: write the 5 radars.
     ``force``: write into a non-empty folder this generator did not create (see prepare_output_root).
     ``kerb_height``: metres the sidewalks stand above the road (0: one ground plane; data/README.md).
+    ``upward_endpoint_only``: LiDAR beams above the horizontal observe no free space in the labels'
+    masks (data/README.md, "Statistics").
 
     Returns a summary dict: ``tables`` (row count per nuScenes table), ``scenes``
     (scene names), ``splits``, ``keyframes``, ``seconds`` (wall time) and
@@ -243,7 +247,7 @@ def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, age
              'annotations.json', 'cooperative.json']
     prepare_output_root(out_dir, force, owned)
     opts = {'lidar_sweeps': int(lidar_sweeps), 'camera_sweeps': int(camera_sweeps), 'radar': bool(radar),
-            'kerb_height': float(kerb_height)}
+            'kerb_height': float(kerb_height), 'upward_endpoint_only': bool(upward_endpoint_only)}
     jobs = [(out_dir, seed, w, f0, min(frames, f0 + FRAME_CHUNK), frames, agents, voxel, image_size,
              {key: n for key, n in names.items() if key[0] == w}, opts)
             for w in range(scenes) for f0 in range(0, frames, FRAME_CHUNK)]

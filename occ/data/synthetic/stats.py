@@ -32,12 +32,12 @@ def label_statistics(labels: list) -> dict:
 
 
 def world_statistics(seed: int = 0, worlds: int = 4, frames=(5, 20, 35), scene_frames: int = 40,
-                     voxel: float = 0.4, kerb_height: float = 0.0) -> dict:
+                     voxel: float = 0.4, kerb_height: float = 0.0, upward_endpoint_only: bool = False) -> dict:
     """label_statistics over keyframes ``frames`` of ``worlds`` default worlds."""
     grid = OccGrid.from_voxel(voxel)
     labels = []
     for w in range(worlds):
-        world = build_world(seed, w, scene_frames, kerb_height=kerb_height)
+        world = build_world(seed, w, scene_frames, kerb_height=kerb_height, upward_endpoint_only=upward_endpoint_only)
         labels += [make_labels(world, f, 0, grid, DEFAULT_IMAGE_SIZE) for f in frames]
     return label_statistics(labels)
 

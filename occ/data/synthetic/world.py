@@ -55,6 +55,8 @@ class World:
     sim_v: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     pedestrians: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # object indices [P]
     walk: tuple = ()                                                               # pedestrian_state args
+    # Label rule (frame.sensor_masks): LiDAR beams above the horizontal observe no free space.
+    upward_endpoint_only: bool = False
     _cache: dict = field(default_factory=dict, repr=False)
 
     def prims_at(self, f: int, exclude=()) -> Primitives:
@@ -213,12 +215,12 @@ _MOVING = [('vehicle.car', 0.7, (6.0, 11.0)), ('vehicle.truck', 0.08, (5.0, 9.0)
 
 
 def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles: int = 36,
-                n_pedestrians: int = 140, kerb_height: float = 0.0) -> World:
+                n_pedestrians: int = 140, kerb_height: float = 0.0, upward_endpoint_only: bool = False) -> World:
     """Build world ``index`` of the generator seeded with ``seed`` (deterministic).
 
     ``kerb_height`` > 0 raises the sidewalks by that much (data/README.md, "Kerbs"); objects
     standing on them are placed on the raised surface. Every random draw is the same for any
-    ``kerb_height``.
+    ``kerb_height``. ``upward_endpoint_only``: the labels' LiDAR visibility rule (``World`` field).
     """
     if frames < 1 or agents < 1:
         raise ValueError(f'frames ({frames}) and agents ({agents}) must be >= 1')
@@ -315,7 +317,7 @@ def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles:
     return World(seed, index, frames, town, objects, pose, spd, motion,
                  list(range(n_static, n_static + agents)), Primitives.concat(parts),
                  vehicles=np.arange(a, b), routes=routes, sim_s=sim_s, sim_v=sim_v, pedestrians=np.arange(b, n),
-                 walk=(walk, choice, phase, speed, lateral))
+                 walk=(walk, choice, phase, speed, lateral), upward_endpoint_only=bool(upward_endpoint_only))
 
 
 def _scale_parts(t: ObjectTemplate, size) -> Primitives:
