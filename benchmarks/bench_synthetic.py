@@ -68,7 +68,9 @@ print(json.dumps({'cpu': time.process_time() - c0, 'wall': time.perf_counter() -
 def bench_generate(baseline_tree, rounds, camera_sweeps):
     here = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
     configs = [('keyframes only (--lidar-sweeps 0 --no-radar)', here, {'lidar_sweeps': 0, 'radar': False}),
-               ('default (20 Hz LiDAR sweeps, radar, CAN bus, annotations.json)', here, {})]
+               ('default (20 Hz LiDAR sweeps, radar, CAN bus, annotations.json)', here, {}),
+               ('default + --kerb-height 0.2 --upward-endpoint-only (opt-in labels)', here,
+                {'kerb_height': 0.2, 'upward_endpoint_only': True})]
     if camera_sweeps:
         configs.append(('default + --camera-sweeps (12 Hz)', here, {'camera_sweeps': 5}))
     if baseline_tree:
