@@ -163,3 +163,11 @@ def test_named_compressor_variant_merges_inside_the_confident_cells():
     assert ((msg.pos >= lo) & (msg.pos <= hi)).all()
     with pytest.raises(ValueError, match='cells_per_token'):
         CollabFusion(C, RNG, strategy='t', compressors=dict(t=dict(type='tome', cells_per_token=0.5)))
+
+
+def test_a_compressor_must_implement_forward_and_a_cell_selector_pick():
+    from occ.models.collab.compressors import CellSelector
+    with pytest.raises(TypeError, match='forward'):
+        type('NoForward', (Compressor,), {})()
+    with pytest.raises(TypeError, match='pick'):
+        type('NoPick', (CellSelector,), {})()

@@ -159,3 +159,19 @@ def test_frame_table_file_errors_name_the_file(tmp_path):
         load_frame_table(str(bad))
     with pytest.raises(FileNotFoundError, match='missing.npz'):
         load_frame_table(str(tmp_path / 'missing.npz'))
+
+
+def test_a_metric_part_must_implement_its_interface():
+    from occ.evaluation.region_parts import RegionIoU
+
+    class NoFlat(MetricPart):
+        def frame(self, f):
+            return None
+
+        def summary(self, total, frames, mask):
+            return {}
+
+    with pytest.raises(TypeError, match='flat'):
+        NoFlat()
+    with pytest.raises(TypeError, match='region'):
+        type('NoRegion', (RegionIoU,), {'name': 'x'})()

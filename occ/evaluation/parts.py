@@ -24,6 +24,7 @@ regions are parts too (``occ/evaluation/regions.py``).
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import numpy as np
@@ -58,7 +59,7 @@ def grid_for_shape(shape, pc_range) -> OccGrid:
     return OccGrid(tuple(float(v) for v in pc_range), float(sizes[0]))
 
 
-class MetricPart:
+class MetricPart(abc.ABC):
     """Base class: one metric as additive per-frame statistics.
 
     Attributes:
@@ -73,18 +74,18 @@ class MetricPart:
     inputs: tuple = ('pred', 'gt')
     always_reported: bool = False
 
+    @abc.abstractmethod
     def frame(self, f: dict):
         """Additive statistics of one frame: int64/float64 array of fixed shape, or None (skip)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def summary(self, total: np.ndarray, frames: int, mask: str) -> dict:
         """Entries of ``OccEvaluator.summary`` from the summed statistics of ``frames`` frames
         (percent, None where undefined, JSON-serialisable); ``mask`` is the headline mask."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def flat(self, summary: dict) -> dict:
         """Flat ``{key: float}`` (NaN where undefined) from the full summary."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f'{type(self).__name__}()'

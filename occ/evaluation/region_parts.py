@@ -18,6 +18,8 @@ The region masks themselves live in ``occ/evaluation/regions.py``.
 """
 from __future__ import annotations
 
+import abc
+
 import numpy as np
 
 from occ.constants import FREE
@@ -52,9 +54,9 @@ class RegionIoU(MetricPart):
     Flat keys: ``miou_<name>``, ``iou_<name>``, ``recall_<name>``.
     """
 
+    @abc.abstractmethod
     def region(self, f: dict) -> np.ndarray:
         """bool [X, Y, Z]: the voxels this region scores in frame ``f``."""
-        raise NotImplementedError
 
     def frame(self, f):
         return masked_hist(f['pred'], f['gt'], self.region(f).view(np.uint8))

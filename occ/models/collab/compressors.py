@@ -14,6 +14,7 @@ The algorithms live in select.py and tome.py; this file only plugs them into the
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import torch
@@ -47,9 +48,9 @@ class FullCompressor(Compressor):
 class CellSelector(Compressor):
     """Single cells (no sizes on the wire): as many as fit the budget, chosen by ``pick``."""
 
+    @abc.abstractmethod
     def pick(self, score: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
         """Sorted indices [n] of the cells to send (``score`` [N])."""
-        raise NotImplementedError
 
     def forward(self, bev, feat, pos, score, budget_bytes, codec, gen):
         n = codec.max_tokens(budget_bytes, feat.shape[1], has_sizes=False)

@@ -10,6 +10,7 @@ A subclass registered in ``COMPRESSORS`` / ``FUSIONS`` (registry.py) is usable f
 """
 from __future__ import annotations
 
+import abc
 import math
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ class Payload:
     dense: torch.Tensor | None = None
 
 
-class Compressor(nn.Module):
+class Compressor(nn.Module, metaclass=abc.ABCMeta):
     """Sender stage: one neighbour's BEV tokens -> a payload within ``budget_bytes``.
 
     Subclasses implement ``forward``; a learned one may hold parameters (they are trained by
@@ -47,6 +48,7 @@ class Compressor(nn.Module):
 
     sends = True
 
+    @abc.abstractmethod
     def forward(self, bev: torch.Tensor, feat: torch.Tensor, pos: torch.Tensor, score: torch.Tensor,
                 budget_bytes: int, codec, gen: torch.Generator) -> Payload | None:
         """Choose what to send.
@@ -62,7 +64,6 @@ class Compressor(nn.Module):
         Returns:
             a Payload, or None when nothing fits (nothing is sent).
         """
-        raise NotImplementedError
 
     def restore(self, feat: torch.Tensor) -> torch.Tensor:
         """Receiver side: decoded features [n, C'] -> [n, C] for the fusion (identity here)."""
