@@ -13,6 +13,7 @@ scenery (buildings, trees, poles, walls, benches) as primitives.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -93,18 +94,20 @@ class Town:
         less the point's distance to its (clamped) cell centre and half a cell diagonal: a
         raised cell's nearest point is at most that much nearer (triangle inequality).
         """
-        if '_kerb_edt' not in self.__dict__:
-            from scipy.ndimage import distance_transform_edt
-            raised = self.ground == G_SIDEWALK
-            self.__dict__['_kerb_edt'] = (distance_transform_edt(~raised) * MAP_RES if raised.any()
-                                          else np.full(raised.shape, np.inf))
-        edt = self.__dict__['_kerb_edt']
+        edt = self._kerb_edt
         n = edt.shape[0]
         x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         i = np.clip(np.floor(x / MAP_RES).astype(np.int64), 0, n - 1)
         j = np.clip(np.floor(y / MAP_RES).astype(np.int64), 0, n - 1)
         to_centre = np.hypot(x - (i + 0.5) * MAP_RES, y - (j + 0.5) * MAP_RES)
         return edt[i, j] - to_centre - 0.5 * MAP_RES * np.sqrt(2)
+
+    @functools.cached_property
+    def _kerb_edt(self) -> np.ndarray:
+        """float [n, n]: metres from each raster cell centre to the nearest sidewalk cell centre."""
+        from scipy.ndimage import distance_transform_edt
+        raised = self.ground == G_SIDEWALK
+        return distance_transform_edt(~raised) * MAP_RES if raised.any() else np.full(raised.shape, np.inf)
 
     def ground_codes(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground code at global points; outside the town is terrain."""

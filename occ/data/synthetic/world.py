@@ -112,12 +112,9 @@ class World:
         p = self.parts
         keep = ~np.isin(p.inst, np.asarray(list(exclude), np.int32))
         obj = p.inst[keep]
-        x, y, yaw = pose[obj, 0], pose[obj, 1], pose[obj, 2]
-        c, s = np.cos(yaw), np.sin(yaw)
-        lc = p.center[keep]
-        cen = np.stack([c * lc[:, 0] - s * lc[:, 1] + x, s * lc[:, 0] + c * lc[:, 1] + y,
-                        lc[:, 2] + self.base_height(x, y)], 1)
-        posed = Primitives(p.kind[keep], cen, p.size[keep], p.yaw[keep] + yaw, p.cls[keep], obj,
+        base = self.base_height(pose[:, 0], pose[:, 1])                  # one height per object
+        cen = object_to_world(p.center[keep], pose[obj], base[obj])
+        posed = Primitives(p.kind[keep], cen, p.size[keep], p.yaw[keep] + pose[obj, 2], p.cls[keep], obj,
                            p.albedo[keep], p.tex[keep])
         return Primitives.concat([self.town.scenery, posed])
 
@@ -148,12 +145,9 @@ class World:
                 sp.append(scan['points'][st].astype(np.float32))
                 sc.append(scan['semantics'][st])
                 inst = scan['instance'][~st]
-                x, y, yaw = (self.pose[f, inst, i] for i in range(3))
-                q = scan['points'][~st]
-                c, s = np.cos(yaw), np.sin(yaw)
-                dx, dy = q[:, 0] - x, q[:, 1] - y
-                op.append(np.stack([c * dx + s * dy, -s * dx + c * dy, q[:, 2] - self.base_height(x, y)], 1)
-                          .astype(np.float32))
+                pose = self.pose[f, inst]
+                base = self.base_height(pose[:, 0], pose[:, 1])
+                op.append(world_to_object(scan['points'][~st], pose, base).astype(np.float32))
                 oc.append(scan['semantics'][~st])
                 oi.append(inst)
                 of.append(np.full(len(inst), f, np.int32))
@@ -170,11 +164,8 @@ class World:
         pts, cls, inst = obs['objects']
         keep = np.isin(inst, np.asarray(instances, np.int64)) & (np.abs(obs['object_frame'] - f) <= OBJECT_WINDOW)
         pts, cls, inst = pts[keep].astype(np.float64), cls[keep], inst[keep]
-        x, y, yaw = (self.pose[f, inst, i] for i in range(3))
-        c, s = np.cos(yaw), np.sin(yaw)
-        out = np.stack([c * pts[:, 0] - s * pts[:, 1] + x, s * pts[:, 0] + c * pts[:, 1] + y,
-                        pts[:, 2] + self.base_height(x, y)], 1)
-        return out, cls, inst
+        pose = self.pose[f, inst]
+        return object_to_world(pts, pose, self.base_height(pose[:, 0], pose[:, 1])), cls, inst
 
     def ego2global(self, f: int, agent: int = 0) -> np.ndarray:
         return _planar(*self.ego_pose(f, agent))
@@ -192,6 +183,21 @@ def camera_tilt(seed: int, index: int, agent: int) -> np.ndarray:
     its own random stream (the town, traffic and sensor noise do not change with it)."""
     rng = np.random.default_rng([seed, index, 3, agent])
     return np.deg2rad(rng.uniform(-CAMERA_TILT_DEG, CAMERA_TILT_DEG, (6, 2)))
+
+
+def object_to_world(local: np.ndarray, pose: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Points [N, 3] in their objects' frames (box bottom centre, heading x) -> global, for
+    per-point object poses ``pose`` [N, 3] = (x, y, yaw) standing at heights ``base`` [N]."""
+    c, s = np.cos(pose[:, 2]), np.sin(pose[:, 2])
+    return np.stack([c * local[:, 0] - s * local[:, 1] + pose[:, 0], s * local[:, 0] + c * local[:, 1] + pose[:, 1],
+                     local[:, 2] + base], 1)
+
+
+def world_to_object(pts: np.ndarray, pose: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """The inverse of ``object_to_world``: global points [N, 3] -> their objects' frames."""
+    c, s = np.cos(pose[:, 2]), np.sin(pose[:, 2])
+    dx, dy = pts[:, 0] - pose[:, 0], pts[:, 1] - pose[:, 1]
+    return np.stack([c * dx + s * dy, -s * dx + c * dy, pts[:, 2] - base], 1)
 
 
 def rear_axle(x, y, yaw):
