@@ -161,6 +161,16 @@ def _hit_classes(hits, prims, town):
     return sem
 
 
+def _lidar_cast(prims: Primitives, town: T.Town, lidar2global: np.ndarray, column_stride: int = 1):
+    """One LiDAR sweep's rays cast in the world: (primitives in range, directions in the LiDAR frame
+    [R, 3], ring ids [R], global directions [R, 3], ``cast`` result)."""
+    origin = lidar2global[:3, 3]
+    near = _near(prims, origin, LIDAR_RANGE + 10)
+    d_l, ring = lidar_rays(column_stride)
+    dirs = d_l @ lidar2global[:3, :3].T
+    return near, d_l, ring, dirs, cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE, ground=town)
+
+
 def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
                rng: np.random.Generator | None = None, column_stride: int = 1) -> dict:
     """Ray-cast one LiDAR sweep (``column_stride`` > 1: every n-th column only, a cheaper sweep).
@@ -169,11 +179,7 @@ def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
     LiDAR frame, ``instance`` int32 [P] (object index, -1 = scenery/ground) and
     ``semantics`` uint8 [P] (Occ3D class of the surface hit).
     """
-    origin = lidar2global[:3, 3]
-    near = _near(prims, origin, LIDAR_RANGE + 10)
-    d_l, ring = lidar_rays(column_stride)
-    dirs = d_l @ lidar2global[:3, :3].T
-    hits = cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE, ground=town)
+    near, d_l, ring, dirs, hits = _lidar_cast(prims, town, lidar2global, column_stride)
     ok = np.isfinite(hits['t'])
     if rng is not None:
         ok &= rng.random(len(ok)) > 0.03                       # dropped returns
@@ -209,10 +215,7 @@ def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, 
     (object index, -1 = scenery/ground).
     """
     origin = lidar2global[:3, 3]
-    near = _near(prims, origin, LIDAR_RANGE + 10)
-    d_l, _ = lidar_rays()
-    dirs = d_l @ lidar2global[:3, :3].T
-    hits = cast(near, origin, dirs, _lidar_tiles(), LIDAR_RANGE, ground=town)
+    near, _, _, dirs, hits = _lidar_cast(prims, town, lidar2global)
     ok = np.isfinite(hits['t'])
     hit, t, dirs = hits['hit'][ok], hits['t'][ok], dirs[ok]
     sem = _hit_classes(hits, near, town)[ok]
