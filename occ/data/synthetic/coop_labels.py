@@ -22,15 +22,8 @@ import numpy as np
 from occ.constants import FREE
 from occ.geometry import OccGrid
 
-from .frame import frame_rng, is_ground, label_semantics, sensor_masks
-from .sensors import lidar2ego, lidar_scan
+from .frame import is_ground, keyframe_lidar, label_semantics, sensor_masks
 from .world import World
-
-
-def keyframe_lidar(world: World, f: int, agent: int) -> dict:
-    """The keyframe LiDAR scan of ``agent`` at ``f``: the same random stream as ``render_frame``."""
-    prims = world.prims_at(f, exclude=[world.agents[agent]])
-    return lidar_scan(prims, world.town, world.ego2global(f, agent) @ lidar2ego(), frame_rng(world, f, agent, 10))
 
 
 def cooperative_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, mask_camera: np.ndarray,

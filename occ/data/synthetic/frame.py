@@ -11,7 +11,7 @@ from occ.constants import FREE
 from occ.geometry import OccGrid
 
 from .box_counts import count_points_in_boxes
-from .labels import fill_vertical_gaps, ray_visibility, voxel_visibility, voxelize_points
+from .labels import fill_vertical_gaps, ray_visibility, voxel_codes, voxel_visibility, voxelize_points
 from .nuscenes_db import quat, yaw_quat
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
@@ -38,7 +38,14 @@ def frame_rng(world: World, f: int, agent: int, stream: int) -> np.random.Genera
     return np.random.default_rng([world.seed, world.index, 1000 + f, agent, stream])
 
 
-def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, prims=None, lidar=None) -> dict:
+def keyframe_lidar(world: World, f: int, agent: int) -> dict:
+    """The keyframe LiDAR scan (``lidar_scan`` output) of ``agent`` at ``f``: the beams of
+    ``World.keyframe_returns`` with the keyframe's sensor noise."""
+    return lidar_scan(None, world.town, world.ego2global(f, agent) @ lidar2ego(), frame_rng(world, f, agent, 10),
+                      returns=world.keyframe_returns(f, agent))
+
+
+def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, lidar=None) -> dict:
     """Occ3D labels of agent ``agent`` at keyframe ``f``: ``semantics``, ``mask_lidar``, ``mask_camera``.
 
     Like Occ3D, the semantics are voxelised accumulated LiDAR points (``World.observed``): the static
@@ -48,9 +55,7 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, pri
     """
     e2g = world.ego2global(f, agent)
     if lidar is None:
-        if prims is None:
-            prims = world.prims_at(f, exclude=[world.agents[agent]])
-        lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
+        lidar = keyframe_lidar(world, f, agent)
     seen_now = np.unique(lidar['instance'][lidar['instance'] >= 0])
     pts, cls, _ = world.observed_objects_at(f, agent, seen_now)
     sem = label_semantics(e2g, grid, world.observed(agent)['static'], (pts, cls))
@@ -68,13 +73,8 @@ def label_semantics(e2g: np.ndarray, grid: OccGrid, static: tuple, objects: tupl
             their poses of this keyframe.
     """
     g2e = np.linalg.inv(e2g)
-    pts = np.concatenate([np.asarray(static[0], np.float64).reshape(-1, 3),
-                          np.asarray(objects[0], np.float64).reshape(-1, 3)])
-    cls = np.concatenate([np.asarray(static[1]), np.asarray(objects[1])]).astype(np.uint8)
-    # Only points that can land in the grid are transformed (the accumulation spans the whole scene).
-    reach = float(np.linalg.norm(np.maximum(np.abs(grid.lower[:2]), np.abs(grid.upper[:2])))) + 1.0
-    near = np.abs(pts[:, :2] - e2g[:2, 3]).max(1) < reach
-    sem = voxelize_points(pts[near] @ g2e[:3, :3].T + g2e[:3, 3], cls[near], grid)
+    code = voxel_codes(static[0], static[1], grid, g2e)
+    sem = voxelize_points(objects[0], objects[1], grid, g2e, out=code)
     return fill_vertical_gaps(sem, DENSIFIED_CLASSES, max(1, int(np.floor(VERTICAL_GAP / grid.voxel_size + 1e-9))))
 
 
@@ -160,8 +160,8 @@ def render_frame(world: World, f: int, agent: int, image_size, grid: OccGrid, ra
                           frame_rng(world, f, agent, k))
         r.update(cam)
         cams.append(r)
-    lidar = lidar_scan(prims, world.town, e2g @ lidar2ego(), frame_rng(world, f, agent, 10))
-    labels = make_labels(world, f, agent, grid, image_size, prims, lidar)
+    lidar = keyframe_lidar(world, f, agent)
+    labels = make_labels(world, f, agent, grid, image_size, lidar=lidar)
     returns = radar_returns(world, f * KEYFRAME_DT, agent, prims, [frame_rng(world, f, agent, 20 + i)
                                                                   for i in range(len(RADAR_NAMES))]) if radar else {}
     boxes = annotations(world, f, agent)

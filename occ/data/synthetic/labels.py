@@ -22,23 +22,42 @@ from occ.geometry import OccGrid
 _PRIORITY = np.array([5, 6, 7, 7, 7, 7, 7, 7, 6, 7, 7, 0, 0, 0, 0, 3, 2, 0], np.int64)
 
 
-def voxelize_points(points: np.ndarray, cls: np.ndarray, grid: OccGrid) -> np.ndarray:
+def voxelize_points(points: np.ndarray, cls: np.ndarray, grid: OccGrid, transform: np.ndarray | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """Semantic grid uint8 [X, Y, Z] (FREE = 17) of labelled points.
 
     Args:
-        points: [P, 3] metres in the grid's frame; points outside the grid are ignored.
+        points: [P, 3] metres in the grid's frame (or in the frame ``transform`` maps to the
+            grid's, [4, 4]); points outside the grid are ignored.
         cls: uint8 [P] Occ3D class (0..16) of each point.
         grid: the occupancy grid.
+        out: optional int64 [X * Y * Z] voxel codes of other points to merge with (filled in place);
+            see ``voxel_codes``.
     A voxel takes the class of highest ``_PRIORITY`` among its points (ties: the higher class).
     """
-    shape = grid.shape
-    code = np.zeros(int(np.prod(shape)), np.int64)
-    idx, inside = grid.points_to_index(np.asarray(points, np.float64))
+    code = voxel_codes(points, cls, grid, transform, out)
+    return np.where(code > 0, code % 32 - 1, FREE).astype(np.uint8).reshape(grid.shape)
+
+
+def voxel_codes(points: np.ndarray, cls: np.ndarray, grid: OccGrid, transform: np.ndarray | None = None,
+                out: np.ndarray | None = None) -> np.ndarray:
+    """int64 [X * Y * Z]: per voxel the largest ``_PRIORITY * 32 + class + 1`` of its points (0: none);
+    accumulated into ``out`` when given. Arguments as ``voxelize_points``."""
+    code = np.zeros(int(np.prod(grid.shape)), np.int64) if out is None else out
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    if transform is not None:
+        p = p @ transform[:3, :3].T + transform[:3, 3]
+    flat = np.zeros(len(p), np.int64)
+    inside = np.ones(len(p), bool)
+    for a, n in enumerate(grid.shape):
+        i = np.floor((p[:, a] - grid.lower[a]) / grid.voxel[a])     # the arithmetic of grid.points_to_index
+        inside &= (i >= 0) & (i < n)
+        flat *= n
+        flat += i.astype(np.int64)
     c = np.asarray(cls, np.int64)[inside]
     if len(c):
-        flat = grid.flat_index(idx[inside])
-        np.maximum.at(code, flat, _PRIORITY[c] * 32 + c + 1)
-    return np.where(code > 0, code % 32 - 1, FREE).astype(np.uint8).reshape(shape)
+        np.maximum.at(code, flat[inside], _PRIORITY[c] * 32 + c + 1)
+    return code
 
 
 def fill_vertical_gaps(sem: np.ndarray, classes, max_gap: int) -> np.ndarray:
@@ -114,10 +133,10 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
         t_next = tm[np.arange(len(alive)), ax]
         go = t_next < t_out[alive]
         alive, ax = alive[go], ax[go]
-        ijk[alive, ax] += step[alive, ax]
+        moved = ijk[alive, ax] + step[alive, ax]
+        ijk[alive, ax] = moved
         t_max[alive, ax] += t_delta[alive, ax]
-        inside = np.all((ijk[alive] >= 0) & (ijk[alive] < shape), axis=1)
-        alive = alive[inside]
+        alive = alive[(moved >= 0) & (moved < shape[ax])]      # only the axis stepped can leave the grid
     vis = np.zeros(occ_flat.shape, bool)
     if rays_log:
         rays, vox = np.concatenate(rays_log), np.concatenate(vox_log)

@@ -115,82 +115,105 @@ def _ground(origin, dirs, max_range, ground):
     return best_t, best_p, normal
 
 
-_KERB_MIN_STEP = 0.03      # metres of horizontal travel per step next to a raised cell
-_KERB_TRACE_STEPS = 32     # sphere-tracing steps; the rays still walking then are sampled densely
-
-
 def _kerbs(town, origin, dirs, tg, normal, max_range):
     """Move ground hits (``tg``, in place) onto raised sidewalk cells a descending ray meets first
-    within ``max_range``.
+    within ``max_range``; set their normals.
 
     A ray meets the raised ground either on a cell's top (its point at the kerb height lies over
     a raised cell) or on a kerb face, somewhere along its path between the kerb height and z = 0.
-    That stretch is walked by sphere tracing on ``town.kerb_distance`` (a lower bound of the
-    distance to the nearest raised cell) in steps of at least ``_KERB_MIN_STEP``; the few rays
-    that graze a kerb for longer are then sampled every ``_KERB_MIN_STEP`` at once. A face hit is
-    refined by bisection to the cell boundary; its normal is the horizontal axis crossed.
+    That stretch is skipped when the box of raster cells it spans holds no raised cell
+    (``RaisedCells.count``); otherwise it is traversed exactly, cell row by cell row (``_traverse``).
     """
     h = town.kerb_height
     down = np.nonzero(np.isfinite(tg) & (origin[2] > h))[0]
-    down = down[(h - origin[2]) / dirs[down, 2] <= max_range]     # the kerb height is reached in range
-    if not len(down):
-        return
+    t0 = (h - origin[2]) / dirs[down, 2]                           # where the ray is at the kerb height
+    down, t0 = down[t0 <= max_range], t0[t0 <= max_range]
     d = dirs[down]
-    t_top = (h - origin[2]) / d[:, 2]
-    p_top = origin + t_top[:, None] * d
-    top = town.raised(p_top[:, 0], p_top[:, 1])
-    tg[down[top]] = t_top[top]
-    rest = ~top
-    idx, d, t = down[rest], d[rest], t_top[rest]
-    speed = np.hypot(d[:, 0], d[:, 1])                   # horizontal metres per unit of t
-    ok = speed > 1e-9
-    idx, d, t, speed = idx[ok], d[ok], t[ok], speed[ok]
-    t_end = np.minimum(tg[idx], max_range)
-    lo = np.full(len(idx), np.nan)                       # last t outside, first t inside a raised cell
-    hi = np.full(len(idx), np.nan)
-    active = np.arange(len(idx))
-    for _ in range(_KERB_TRACE_STEPS):
-        if not len(active):
-            break
-        p = origin + t[active, None] * d[active]
-        step = np.maximum(town.kerb_distance(p[:, 0], p[:, 1]), _KERB_MIN_STEP) / speed[active]
-        t_next = np.minimum(t[active] + step, t_end[active])
-        q = origin + t_next[:, None] * d[active]
-        hit = town.raised(q[:, 0], q[:, 1])
-        lo[active[hit]], hi[active[hit]] = t[active[hit]], t_next[hit]
-        t[active] = t_next
-        active = active[~hit & (t_next < t_end[active])]
-    step_t = _KERB_MIN_STEP / speed
-    while len(active):                                   # the rays still grazing a kerb: dense samples,
-        k = np.arange(1, 17)                             # 16 at a time, until they hit or end
-        ts = np.minimum(t[active, None] + k[None] * step_t[active, None], t_end[active, None])
-        q = origin + ts[..., None] * d[active][:, None]
-        inside = town.raised(q[..., 0], q[..., 1])
-        found = inside.any(1)
-        first = inside.argmax(1)
-        f = np.nonzero(found)[0]
-        hi[active[f]] = ts[f, first[f]]
-        lo[active[f]] = np.where(first[f] > 0, ts[f, np.maximum(first[f] - 1, 0)], t[active[f]])
-        t[active] = ts[:, -1]
-        active = active[~found & (ts[:, -1] < t_end[active])]
-    a = np.nonzero(np.isfinite(hi))[0]
-    if not len(a):
-        return
-    lo, hi = lo[a], hi[a]
-    for _ in range(12):                                  # bisection to the entry of the raised cell (< 0.1 mm)
-        mid = 0.5 * (lo + hi)
-        m = origin + mid[:, None] * d[a]
-        inside = town.raised(m[:, 0], m[:, 1])
-        hi = np.where(inside, mid, hi)
-        lo = np.where(inside, lo, mid)
-    tg[idx[a]] = hi
-    before = origin + lo[:, None] * d[a]
-    after = origin + hi[:, None] * d[a]
-    crossed_x = np.floor(before[:, 0] / town.res) != np.floor(after[:, 0] / town.res)
-    nrm = np.zeros((len(a), 3))
-    nrm[crossed_x, 0] = -np.sign(d[a][crossed_x, 0])
-    nrm[~crossed_x, 1] = -np.sign(d[a][~crossed_x, 1])
-    normal[idx[a]] = nrm
+    t1 = np.minimum(tg[down], max_range)
+    cells, res = town.raised_cells, town.res
+    c0 = np.floor((origin[:2] + t0[:, None] * d[:, :2]) / res).astype(np.int64)
+    c1 = np.floor((origin[:2] + t1[:, None] * d[:, :2]) / res).astype(np.int64)
+    near = _box_count(cells, c0, c1) > 0                           # the box holds the top cell too
+    idx, d, t0, t1, c0, c1 = down[near], d[near], t0[near], t1[near], c0[near], c1[near]
+    n = cells.n
+    top = np.all((c0 >= 0) & (c0 < n), 1)
+    top[top] = cells.raised[c0[top, 0], c0[top, 1]]
+    tg[idx[top]] = t0[top]
+    idx, d, t0, t1, c0, c1 = idx[~top], d[~top], t0[~top], t1[~top], c0[~top], c1[~top]
+    major_x = np.abs(d[:, 0]) >= np.abs(d[:, 1])
+    for axis, sel in ((0, major_x), (1, ~major_x)):
+        t_hit, face = _traverse(cells, res, origin, d[sel], t0[sel], t1[sel], c0[sel], c1[sel], axis)
+        ok = np.isfinite(t_hit)
+        rays, t_hit, face, dd = idx[sel][ok], t_hit[ok], face[ok], d[sel][ok]
+        tg[rays] = t_hit
+        nrm = np.zeros((len(rays), 3))
+        nrm[np.arange(len(rays)), face] = -np.sign(dd[np.arange(len(rays)), face])
+        normal[rays] = nrm
+
+
+def _box_count(cells, a, b):
+    """Raised cells in the index boxes spanned by cells a [R, 2] and b [R, 2]."""
+    return cells.count(np.minimum(a[:, 0], b[:, 0]), np.maximum(a[:, 0], b[:, 0]),
+                       np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1]))
+
+
+_ROWS_PER_STEP = 16     # cell rows a ray is followed through per vectorised step of ``_traverse``
+
+
+def _traverse(cells, res, origin, d, t, t_end, cell, end_cell, u):
+    """Exact first entry into a raised cell of rays d [R, 3] between t [R] and t_end [R], whose
+    horizontal direction is mostly along axis ``u`` (0: x, 1: y); ``cell`` [R, 2] is the cell at t.
+
+    A row is the cells of one index on the other axis ``v``. In each row the ray passes through,
+    it meets a raised cell either where it enters the row or further along it: the row's first
+    raised cell ahead (``RaisedCells.next_along``), if the ray reaches it before leaving the row.
+    Each step follows ``_ROWS_PER_STEP`` rows at once; a ray stops at its first entry, at t_end, or
+    when the box of cells it has left holds no raised cell. Returns t [R] (inf: no raised cell met)
+    and the axis of the face entered [R].
+    """
+    v = 1 - u
+    n = cells.n
+    cell, t = cell.copy(), t.copy()
+    hit_t = np.full(len(d), np.inf)
+    face = np.zeros(len(d), np.int64)
+    su = np.where(d[:, u] > 0, 1, -1)
+    sv = np.where(d[:, v] > 0, 1, -1)
+    ahead_pos, ahead_neg = cells.next_along(u, 1), cells.next_along(u, -1)
+    m = np.arange(_ROWS_PER_STEP)
+    active = np.arange(len(d))
+    with np.errstate(divide='ignore', invalid='ignore'):
+        while len(active):
+            a = active
+            du, dv = d[a, u, None], d[a, v, None]
+            pos = su[a, None] > 0
+            row = cell[a, v, None] + m * sv[a, None]                                   # [A, M]
+            t_out = np.where(dv != 0, ((row + (sv[a, None] > 0)) * res - origin[v]) / dv, np.inf)
+            t_in = np.concatenate([t[a, None], t_out[:, :-1]], 1)
+            col = np.floor((origin[u] + t_in * du) / res).astype(np.int64)
+            col[:, 0] = cell[a, u]
+            reached = t_in < t_end[a, None]
+            row_in = (row >= 0) & (row < n)
+            ij = (np.clip(col, 0, n - 1), np.clip(row, 0, n - 1))
+            ij = ij if u == 0 else ij[::-1]
+            entry = reached & row_in & (col >= 0) & (col < n) & cells.raised[ij]
+            k = np.where(pos, ahead_pos[ij], ahead_neg[ij])
+            has = reached & row_in & np.where(pos, col < n, col >= 0) & (k >= 0) & (k < n)
+            t_u = ((k + ~pos) * res - origin[u]) / du                                  # its near face
+            run = has & (t_u <= np.minimum(t_out, t_end[a, None]))
+            event = entry | run
+            found = event.any(1)
+            r = np.nonzero(found)[0]
+            f = event[r].argmax(1)
+            at_entry = entry[r, f]
+            hit_t[a[r]] = np.where(at_entry, t_in[r, f], t_u[r, f])
+            face[a[r]] = np.where(at_entry, v, u)
+            go = ~found & (t_out[:, -1] < t_end[a])
+            a = a[go]
+            t[a] = t_out[go, -1]
+            cell[a, v] = row[go, -1] + sv[a]
+            cell[a, u] = np.floor((origin[u] + t[a] * d[a, u]) / res).astype(np.int64)
+            active = a[_box_count(cells, cell[a], end_cell[a]) > 0]
+    return hit_t, face
 
 
 def _update(best_t, best_p, rays, pids, t):
@@ -309,7 +332,12 @@ def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndar
         tdirs = dirs[tiles]                                                   # [T, K, 3]
         axis = tdirs.sum(1)
         axis /= np.linalg.norm(axis, axis=1, keepdims=True)
-        half = np.arccos(np.clip(np.einsum('tkc,tc->tk', tdirs, axis), -1, 1)).max(1)   # [T]
+        # A tile's rays lie within angle ``half`` of its axis; a primitive's bounding sphere within
+        # angle ``size`` of its centre's direction. They can meet when the angle between the axis
+        # and that direction is at most half + size (< pi here), i.e. when its cosine is at least
+        # cos(half + size) = cos(half) cos(size) - sin(half) sin(size): no arccos per pair.
+        cos_half = np.clip(np.einsum('tkc,tc->tk', tdirs, axis), -1, 1).min(1)           # [T]
+        sin_half = np.sqrt(1 - cos_half ** 2)
         v = prims.center - origin
         dist = np.linalg.norm(v, axis=1)
         rad = prims.radius
@@ -317,12 +345,14 @@ def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndar
         for band in _bands(pp, sel):
             vb, db, rb = v[band], dist[band], rad[band]
             inside = db <= rb
-            ang_size = np.arcsin(np.clip(rb / np.maximum(db, 1e-9), 0, 1))
+            sin_size = np.clip(rb / np.maximum(db, 1e-9), 0, 1)
+            cos_size = np.sqrt(1 - sin_size ** 2)
             vn = vb / np.maximum(db, 1e-9)[:, None]
             step = max(1, 2_000_000 // len(band))
             for s in range(0, len(axis), step):
-                ang = np.arccos(np.clip(axis[s:s + step] @ vn.T, -1, 1))   # [t, P]
-                ti, pi = np.nonzero((ang <= half[s:s + step, None] + ang_size[None]) | inside[None])
+                ch, sh = cos_half[s:s + step, None], sin_half[s:s + step, None]
+                near = axis[s:s + step] @ vn.T >= ch * cos_size[None] - sh * sin_size[None]    # [t, P]
+                ti, pi = np.nonzero(near | inside[None])
                 rays = tiles[ti + s].reshape(-1)
                 pids = np.repeat(band[pi], tiles.shape[1])
                 _test_pairs(pp, dirs, best_t, best_p, rays, pids)

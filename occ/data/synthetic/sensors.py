@@ -161,64 +161,79 @@ def _hit_classes(hits, prims, town):
     return sem
 
 
-def _lidar_cast(prims: Primitives, town: T.Town, lidar2global: np.ndarray, column_stride: int = 1):
-    """One LiDAR sweep's rays cast in the world: (primitives in range, directions in the LiDAR frame
-    [R, 3], ring ids [R], global directions [R, 3], ``cast`` result)."""
+def lidar_returns(prims: Primitives, town: T.Town, lidar2global: np.ndarray, column_stride: int = 1) -> dict:
+    """The noise-free returns of one LiDAR sweep's rays (``column_stride`` > 1: every n-th column).
+
+    Returns dict, per ray of ``lidar_rays(column_stride)``: ``t`` float [R] (metres, inf: no
+    return), ``semantics`` uint8 [R], ``instance`` int32 [R] (object index, -1 = scenery/ground),
+    ``cos_incidence`` float [R], ``paint`` bool [R] (road paint: bright); and, for this cast
+    only, ``hit`` [R] (index into ``near``, GROUND or MISS), ``near`` (the primitives in range)
+    and ``dirs`` [R, 3] (global directions).
+    """
     origin = lidar2global[:3, 3]
     near = _near(prims, origin, LIDAR_RANGE + 10)
-    d_l, ring = lidar_rays(column_stride)
+    d_l, _ = lidar_rays(column_stride)
     dirs = d_l @ lidar2global[:3, :3].T
-    return near, d_l, ring, dirs, cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE, ground=town)
+    hits = cast(near, origin, dirs, _lidar_tiles(column_stride), LIDAR_RANGE, ground=town)
+    hit = hits['hit']
+    paint = np.zeros(len(hit), bool)
+    g = np.nonzero(hit == GROUND)[0]
+    paint[g] = np.isin(town.ground_codes(hits['point'][g, 0], hits['point'][g, 1]),
+                       [T.G_PAINT_W, T.G_PAINT_Y, T.G_CROSSWALK, T.G_LOT_PAINT])
+    return {'t': hits['t'], 'semantics': _hit_classes(hits, near, town),
+            'instance': np.where(hit >= 0, near.inst[np.maximum(hit, 0)], -1).astype(np.int32),
+            'cos_incidence': np.abs((hits['normal'] * dirs).sum(1)), 'paint': paint,
+            'hit': hit, 'near': near, 'dirs': dirs}
 
 
 def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
-               rng: np.random.Generator | None = None, column_stride: int = 1) -> dict:
+               rng: np.random.Generator | None = None, column_stride: int = 1, returns: dict | None = None) -> dict:
     """Ray-cast one LiDAR sweep (``column_stride`` > 1: every n-th column only, a cheaper sweep).
 
+    ``returns``: this sweep's ``lidar_returns`` when already cast (e.g. ``World.keyframe_returns``).
     Returns dict ``points`` float32 [P, 5] (x, y, z, intensity 0..255, ring) in the
     LiDAR frame, ``instance`` int32 [P] (object index, -1 = scenery/ground) and
     ``semantics`` uint8 [P] (Occ3D class of the surface hit).
     """
-    near, d_l, ring, dirs, hits = _lidar_cast(prims, town, lidar2global, column_stride)
-    ok = np.isfinite(hits['t'])
+    if returns is None:
+        returns = lidar_returns(prims, town, lidar2global, column_stride)
+    d_l, ring = lidar_rays(column_stride)
+    ok = np.isfinite(returns['t'])
     if rng is not None:
         ok &= rng.random(len(ok)) > 0.03                       # dropped returns
-    t = hits['t'][ok]
+    t = returns['t'][ok]
     if rng is not None:
         t = t + rng.normal(0, 0.015, len(t))
-    sem = _hit_classes(hits, near, town)[ok]
-    refl = _REFLECT[sem]
-    g = hits['hit'][ok] == GROUND
-    codes = town.ground_codes(hits['point'][ok][g, 0], hits['point'][ok][g, 1])
-    refl_g = refl[g]
-    refl_g[np.isin(codes, [T.G_PAINT_W, T.G_PAINT_Y, T.G_CROSSWALK, T.G_LOT_PAINT])] = 0.85
-    refl[g] = refl_g
-    cosi = np.abs((hits['normal'][ok] * dirs[ok]).sum(1))
-    inten = refl * (0.3 + 0.7 * cosi) * 255
+    sem = returns['semantics'][ok]
+    refl = np.where(returns['paint'][ok], 0.85, _REFLECT[sem])
+    inten = refl * (0.3 + 0.7 * returns['cos_incidence'][ok]) * 255
     if rng is not None:
         inten = inten + rng.normal(0, 3, len(inten))
     pts = d_l[ok] * t[:, None]
     out = np.concatenate([pts, np.clip(inten, 0, 255)[:, None], ring[ok][:, None]], 1).astype(np.float32)
-    inst = np.where(hits['hit'][ok] >= 0, near.inst[np.maximum(hits['hit'][ok], 0)], -1).astype(np.int32)
-    return {'points': out, 'instance': inst, 'semantics': sem}
+    return {'points': out, 'instance': returns['instance'][ok], 'semantics': sem}
 
 
-def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, rng: np.random.Generator) -> dict:
+def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, rng: np.random.Generator,
+                     returns: dict | None = None) -> dict:
     """The surface points one keyframe's LiDAR observes, for Occ3D-style label accumulation.
 
     The keyframe beams without noise or dropout, except that foliage is porous: a beam entering
     a tree crown or hedge (vegetation boxes and ellipsoids; trunks are solid) returns at an
     exponentially distributed depth (mean FOLIAGE_DEPTH) inside it, at most at its far side, so
     crowns are observed in depth as real LiDAR observes them (the stored sweeps keep crowns solid).
+    ``returns``: the keyframe's full ``lidar_returns`` when already cast.
 
     Returns dict ``points`` float64 [P, 3] global, ``semantics`` uint8 [P], ``instance`` int32 [P]
     (object index, -1 = scenery/ground).
     """
     origin = lidar2global[:3, 3]
-    near, _, _, dirs, hits = _lidar_cast(prims, town, lidar2global)
-    ok = np.isfinite(hits['t'])
-    hit, t, dirs = hits['hit'][ok], hits['t'][ok], dirs[ok]
-    sem = _hit_classes(hits, near, town)[ok]
+    if returns is None:
+        returns = lidar_returns(prims, town, lidar2global)
+    near = returns['near']
+    ok = np.isfinite(returns['t'])
+    hit, t, dirs = returns['hit'][ok], returns['t'][ok], returns['dirs'][ok]
+    sem = returns['semantics'][ok]
     foliage = np.nonzero((hit >= 0) & (sem == VEGETATION))[0]
     foliage = foliage[near.kind[hit[foliage]] != CYLINDER]
     if len(foliage):
@@ -226,9 +241,8 @@ def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, 
         depth = rng.exponential(FOLIAGE_DEPTH, len(foliage))
         t = t.copy()
         t[foliage] = np.minimum(t[foliage] + depth, np.maximum(far - 1e-3, t[foliage]))
-    inst = np.where(hit >= 0, near.inst[np.maximum(hit, 0)], -1).astype(np.int32)
-    return {'points': origin + t[:, None] * dirs, 'semantics': sem, 'instance': inst}
+    return {'points': origin + t[:, None] * dirs, 'semantics': sem, 'instance': returns['instance'][ok]}
 
 
-__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_scan', 'observation_scan',
+__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_returns', 'lidar_scan', 'observation_scan',
            'pixel_rays', 'lidar_rays']

@@ -87,27 +87,10 @@ class Town:
         """Height (metres) of the ground surface at global points: ``kerb_height`` on sidewalks, else 0."""
         return np.where(self.raised(x, y), self.kerb_height, 0.0)
 
-    def kerb_distance(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        """A lower bound (metres) of the horizontal distance from each point to the nearest raised cell.
-
-        Euclidean distance transform of the raster between cell centres (computed once per town),
-        less the point's distance to its (clamped) cell centre and half a cell diagonal: a
-        raised cell's nearest point is at most that much nearer (triangle inequality).
-        """
-        edt = self._kerb_edt
-        n = edt.shape[0]
-        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
-        i = np.clip(np.floor(x / MAP_RES).astype(np.int64), 0, n - 1)
-        j = np.clip(np.floor(y / MAP_RES).astype(np.int64), 0, n - 1)
-        to_centre = np.hypot(x - (i + 0.5) * MAP_RES, y - (j + 0.5) * MAP_RES)
-        return edt[i, j] - to_centre - 0.5 * MAP_RES * np.sqrt(2)
-
     @functools.cached_property
-    def _kerb_edt(self) -> np.ndarray:
-        """float [n, n]: metres from each raster cell centre to the nearest sidewalk cell centre."""
-        from scipy.ndimage import distance_transform_edt
-        raised = self.ground == G_SIDEWALK
-        return distance_transform_edt(~raised) * MAP_RES if raised.any() else np.full(raised.shape, np.inf)
+    def raised_cells(self) -> 'RaisedCells':
+        """Lookup tables of the raised sidewalk cells for ray traversal (built once per town)."""
+        return RaisedCells(self.ground == G_SIDEWALK)
 
     def ground_codes(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Ground code at global points; outside the town is terrain."""
@@ -126,6 +109,45 @@ class Town:
         """uint8 [rows, cols] image for the nuScenes map table: 255 on driveable surface, row 0 = north."""
         drive = GROUND_CODE_CLASS[self.ground] == 11
         return (drive.T[::-1] * 255).astype(np.uint8)
+
+
+class RaisedCells:
+    """Tables over a bool raster [n, n] of raised cells (cell (i, j) covers x in [i*res, (i+1)*res)),
+    for exact ray traversal (``raycast._kerbs``):
+
+    * ``count(i0, i1, j0, j1)``: raised cells in the index box [i0, i1] x [j0, j1] (summed-area table);
+    * ``next_along(axis, sign)``: int16 [n, n], for each cell the index along ``axis`` of the nearest
+      raised cell at or after it in direction ``sign`` on its row / column (-1 or n when none).
+    """
+
+    def __init__(self, raised: np.ndarray):
+        self.raised = raised
+        self.n = raised.shape[0]
+        sat = np.zeros((self.n + 1, self.n + 1), np.int32)
+        np.cumsum(np.cumsum(raised, 0, dtype=np.int32), 1, out=sat[1:, 1:])
+        self._sat = sat
+        self._next = {}
+
+    def count(self, i0, i1, j0, j1) -> np.ndarray:
+        """Raised cells in the inclusive index boxes (indices are clipped to the raster)."""
+        n = self.n
+        i0, j0 = np.clip(i0, 0, n), np.clip(j0, 0, n)
+        i1, j1 = np.clip(i1 + 1, 0, n), np.clip(j1 + 1, 0, n)
+        s = self._sat
+        return s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0]
+
+    def next_along(self, axis: int, sign: int) -> np.ndarray:
+        if (axis, sign) not in self._next:
+            r = self.raised if axis == 0 else self.raised.T
+            k = np.arange(self.n, dtype=np.int16)[:, None]
+            if sign > 0:
+                idx = np.where(r, k, np.int16(self.n))
+                nxt = np.minimum.accumulate(idx[::-1], 0)[::-1]
+            else:
+                idx = np.where(r, k, np.int16(-1))
+                nxt = np.maximum.accumulate(idx, 0)
+            self._next[axis, sign] = np.ascontiguousarray(nxt if axis == 0 else nxt.T)
+        return self._next[axis, sign]
 
 
 def _road_positions(rng, size):

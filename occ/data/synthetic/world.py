@@ -12,7 +12,7 @@ import numpy as np
 
 from .objects import ObjectTemplate, make_object
 from .primitives import Primitives
-from .sensors import lidar2ego, observation_scan
+from .sensors import lidar2ego, lidar_returns, observation_scan
 from .town import Town, build_town
 from .traffic import (KEYFRAME_DT, obb_overlap, pedestrian_state, random_route, route_state, simulate_pedestrians,
                       simulate_vehicles)
@@ -26,6 +26,7 @@ EGO_HEIGHT = 0.8
 # Keyframes (before and after) whose points on an object label it: +-1 s, the span over which a
 # moving object keeps showing the ego about the same sides (data/README.md, "Labels").
 OBJECT_WINDOW = 2
+_KEYFRAME_RETURN_KEYS = ('t', 'semantics', 'instance', 'cos_incidence', 'paint')
 OBSERVATION_STREAM = 30              # random stream (per keyframe and agent) of observation_scan's foliage depths
 TOWN_SIZE = 300.0
 CAMERA_TILT_DEG = 0.6                # per-camera pitch and roll are uniform in +-this (real rigs are not level)
@@ -140,7 +141,9 @@ class World:
             for f in range(self.frames):
                 l2g = self.ego2global(f, agent) @ lidar2ego()
                 rng = np.random.default_rng([self.seed, self.index, 1000 + f, agent, OBSERVATION_STREAM])
-                scan = observation_scan(self.prims_at(f, exclude=[self.agents[agent]]), self.town, l2g, rng)
+                returns = lidar_returns(self.prims_at(f, exclude=[self.agents[agent]]), self.town, l2g)
+                scan = observation_scan(None, self.town, l2g, rng, returns)
+                self._cache[('keyframe_returns', agent, f)] = {k: returns[k] for k in _KEYFRAME_RETURN_KEYS}
                 st = scan['instance'] < 0
                 sp.append(scan['points'][st].astype(np.float32))
                 sc.append(scan['semantics'][st])
@@ -155,6 +158,12 @@ class World:
                                 'objects': (np.concatenate(op), np.concatenate(oc), np.concatenate(oi)),
                                 'object_frame': np.concatenate(of)}
         return self._cache[key]
+
+    def keyframe_returns(self, f: int, agent: int = 0) -> dict:
+        """The noise-free ``lidar_returns`` of agent ``agent``'s keyframe-``f`` LiDAR (the per-ray
+        arrays only), cast once with ``observed``, whose observation scan uses the same beams."""
+        self.observed(agent)
+        return self._cache[('keyframe_returns', agent, f)]
 
     def observed_objects_at(self, f: int, agent: int, instances) -> tuple:
         """The object points (``observed(agent)``) of objects ``instances`` observed within
