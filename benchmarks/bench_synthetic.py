@@ -10,8 +10,8 @@ Ours: ``cast_pinhole`` (projected-rectangle culling, nearest-first bands).
 Both run on the same keyframes of the same world; the hits are compared too.
 Also times a whole keyframe (6 cameras + LiDAR + labels at 0.8 m).
 
-``--generate``: CPU seconds per keyframe of ``generate()`` (2 towns x 8 keyframes, 144x256
-images, 0.8 m labels, 1 worker) for several configurations, each in a fresh subprocess with the
+``--generate``: CPU seconds per keyframe of ``generate()`` (``--scenes`` 2 towns x ``--scene-frames`` 8
+keyframes, 144x256 images, 0.8 m labels, 1 worker) for several configurations, each in a fresh subprocess with the
 nuScenes devkit already imported (its one-time import cost is printed apart), interleaved over
 ``--rounds`` rounds so that all see the same machine load; the median per configuration and
 its ratio to the first are printed. ``--baseline-tree DIR``: also time the generator of another
@@ -59,18 +59,19 @@ t_import = time.process_time() - c0
 from occ.data.synthetic import generate
 kw = json.loads(sys.argv[3])
 t0, c0 = time.perf_counter(), time.process_time()
-s = generate(sys.argv[2], scenes=2, frames=8, seed=0, voxel=0.8, image_size=(144, 256), workers=1, progress=False, **kw)
+scenes, frames = int(sys.argv[4]), int(sys.argv[5])
+s = generate(sys.argv[2], scenes=scenes, frames=frames, seed=0, voxel=0.8, image_size=(144, 256), workers=1, progress=False, **kw)
 print(json.dumps({'cpu': time.process_time() - c0, 'wall': time.perf_counter() - t0, 'keyframes': s['keyframes'],
                   'import': t_import}))
 """
 
 
-def bench_generate(baseline_tree, rounds, camera_sweeps):
+def bench_generate(baseline_tree, rounds, camera_sweeps, scenes=2, frames=8):
     here = os.path.abspath(os.path.join(os.path.dirname(__file__), '..'))
     configs = [('keyframes only (--lidar-sweeps 0 --no-radar)', here, {'lidar_sweeps': 0, 'radar': False}),
-               ('default (20 Hz LiDAR sweeps, radar, CAN bus, annotations.json)', here, {}),
-               ('default + --kerb-height 0.2 --upward-endpoint-only (opt-in labels)', here,
-                {'kerb_height': 0.2, 'upward_endpoint_only': True})]
+               ('flat ground (--kerb-height 0 --no-upward-endpoint-only)', here,
+                {'kerb_height': 0.0, 'upward_endpoint_only': False}),
+               ('default (kerbs, 20 Hz LiDAR sweeps, radar, CAN bus, annotations.json)', here, {})]
     if camera_sweeps:
         configs.append(('default + --camera-sweeps (12 Hz)', here, {'camera_sweeps': 5}))
     if baseline_tree:
@@ -81,7 +82,8 @@ def bench_generate(baseline_tree, rounds, camera_sweeps):
     for r in range(rounds):
         for name, tree, kw in configs:
             with tempfile.TemporaryDirectory() as d:
-                out = subprocess.run([sys.executable, '-c', _CHILD, tree, os.path.join(d, 'w'), json.dumps(kw)],
+                out = subprocess.run([sys.executable, '-c', _CHILD, tree, os.path.join(d, 'w'), json.dumps(kw),
+                                      str(scenes), str(frames)],
                                      check=True, capture_output=True, text=True, env=env).stdout
             res = json.loads(out.strip().splitlines()[-1])
             cpu[name].append(res['cpu'] / res['keyframes'])
@@ -103,9 +105,11 @@ def main():
     p.add_argument('--baseline-tree', help='with --generate: another checkout to time first')
     p.add_argument('--rounds', type=int, default=3)
     p.add_argument('--camera-sweeps', action='store_true', help='with --generate: also time --camera-sweeps')
+    p.add_argument('--scenes', type=int, default=2, help='with --generate: towns')
+    p.add_argument('--scene-frames', type=int, default=8, help='with --generate: keyframes per town (the demo: 40)')
     a = p.parse_args()
     if a.generate:
-        bench_generate(a.baseline_tree, a.rounds, a.camera_sweeps)
+        bench_generate(a.baseline_tree, a.rounds, a.camera_sweeps, a.scenes, a.scene_frames)
         return
     h, w = a.size
     world = build_world(0, 0, a.frames)

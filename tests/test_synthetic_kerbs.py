@@ -1,4 +1,5 @@
-"""Raised sidewalks (``kerb_height``): ray casting against kerbs, objects on them, default unchanged.
+"""Raised sidewalks (``kerb_height``, default ``KERB_HEIGHT``): ray casting against kerbs, objects on
+them, and the upward-beam label rule; ``kerb_height=0`` gives one ground plane.
 
 The fast ground intersection (summed-area culling, then an exact traversal of the raster row by
 row) is checked against a slow reference written here: a fine fixed-step march along each ray
@@ -8,16 +9,23 @@ import numpy as np
 import pytest
 
 from occ.data.synthetic.frame import annotations
-from occ.data.synthetic.raycast import GROUND, _ground
+from occ.data.synthetic.primitives import Primitives
+from occ.data.synthetic.raycast import GROUND, cast
 from occ.data.synthetic.town import G_SIDEWALK, MAP_RES
-from occ.data.synthetic.world import build_world
+from occ.data.synthetic.world import KERB_HEIGHT, build_world
 
-KERB = 0.2
+KERB = KERB_HEIGHT
 
 
 @pytest.fixture(scope='module')
 def worlds():
-    return build_world(0, 0, 6), build_world(0, 0, 6, kerb_height=KERB)
+    return build_world(0, 0, 6, kerb_height=0.0), build_world(0, 0, 6)
+
+
+def _ground(origin, dirs, max_range, town):
+    """The ground hits alone (no primitives): t, hit id, normal."""
+    r = cast(Primitives.empty(), origin, dirs, np.arange(len(dirs))[None], max_range, ground=town)
+    return r['t'], r['hit'], r['normal']
 
 
 def _reference_hit(town, origin, d, step=0.002):
@@ -102,24 +110,14 @@ def test_objects_and_boxes_stand_on_the_raised_sidewalk(worlds):
         assert lowest >= KERB - 1e-6
 
 
-@pytest.mark.slow
-def test_kerbs_fill_occupied_level_1_like_the_real_frame():
-    from occ.data.synthetic.stats import world_statistics
-    real_level_1 = 2762                                        # tests/test_synthetic_stats.py, REAL_PER_Z
-    s = world_statistics(seed=0, worlds=2, frames=(5, 20, 35), kerb_height=KERB)
-    assert 0.5 <= s['per_z'][1] / real_level_1 <= 2.0
-    g = np.array(s['ground_per_z'])
-    assert g[:2].sum() == g.sum() and g[1] > 1000              # the sidewalks moved up into level 1
-
-
 def test_upward_endpoint_only_marks_no_free_voxel_above_the_lidar():
     from occ.data.synthetic.frame import make_labels
     from occ.data.synthetic.generate import DEFAULT_IMAGE_SIZE
     from occ.data.synthetic.sensors import lidar2ego
     from occ.geometry import OccGrid
     grid = OccGrid.from_voxel(0.4)
-    plain = make_labels(build_world(0, 1, 8), 4, 0, grid, DEFAULT_IMAGE_SIZE)
-    rule = make_labels(build_world(0, 1, 8, upward_endpoint_only=True), 4, 0, grid, DEFAULT_IMAGE_SIZE)
+    plain = make_labels(build_world(0, 1, 8, upward_endpoint_only=False), 4, 0, grid, DEFAULT_IMAGE_SIZE)
+    rule = make_labels(build_world(0, 1, 8), 4, 0, grid, DEFAULT_IMAGE_SIZE)
     assert np.array_equal(plain['semantics'], rule['semantics'])
     free = rule['semantics'] == 17
     lidar_level = int(np.floor((lidar2ego()[2, 3] - grid.lower[2]) / grid.voxel_size))
@@ -128,23 +126,6 @@ def test_upward_endpoint_only_marks_no_free_voxel_above_the_lidar():
     assert (mp & free)[:, :, lidar_level + 1:].sum() > 1000         # and without the rule they mark plenty
     assert np.all(ml <= mp) and np.all(rule['mask_camera'] <= plain['mask_camera'])
     assert np.array_equal(ml & ~free, mp & ~free)                  # every occupied voxel stays observed
-
-
-@pytest.mark.slow
-def test_kerbs_and_upward_endpoint_only_meet_every_statistics_target():
-    """Issue 14's targets with both options on (the default world meets all but two, see
-    tests/test_synthetic_stats.py)."""
-    from occ.data.synthetic.stats import world_statistics
-    from test_synthetic_stats import REAL_PER_Z, REAL_TOP3, REAL_VISIBLE
-    s = world_statistics(seed=0, worlds=2, frames=(5, 20, 35), kerb_height=KERB, upward_endpoint_only=True)
-    g = np.array(s['ground_per_z'])
-    assert g[:2].sum() == g.sum()
-    ratio = np.array(s['per_z']) / np.array(REAL_PER_Z)
-    assert np.all((ratio >= 0.5) & (ratio <= 2.0)), np.round(ratio, 2)
-    for c, r in REAL_VISIBLE.items():
-        assert abs(s['visible'][c] - r) <= 0.2, (c, s['visible'][c], r)
-    assert 0.05 <= s['mask_camera'] <= 0.09, s['mask_camera']
-    assert set(sorted(range(17), key=lambda c: -s['share'][c])[:3]) == REAL_TOP3
 
 
 def test_raised_cell_tables_match_loops():
@@ -179,3 +160,24 @@ def test_keyframe_scan_reuses_the_observation_cast(worlds):
                        world.ego2global(f, 0) @ lidar2ego(), frame_rng(world, f, 0, 10))
     for k in ('points', 'instance', 'semantics'):
         assert np.array_equal(shared[k], fresh[k])
+
+
+def test_kerbs_and_primitives_compose_to_the_nearest_hit(worlds):
+    """The kerb walk runs after the primitives (rays stopped above the kerb height skip it); the
+    result must be the nearer of the ground-only and the primitives-only hits, ray by ray."""
+    from occ.data.synthetic.sensors import LIDAR_RANGE, _lidar_tiles, lidar2ego, lidar_rays
+    _, world = worlds
+    prims = world.prims_at(3, exclude=[world.agents[0]])
+    l2g = world.ego2global(3) @ lidar2ego()
+    origin, dirs = l2g[:3, 3], lidar_rays(2)[0] @ l2g[:3, :3].T
+    both = cast(prims, origin, dirs, _lidar_tiles(2), LIDAR_RANGE, ground=world.town)
+    solids = cast(prims, origin, dirs, _lidar_tiles(2), LIDAR_RANGE, ground=False)
+    t_ground, _, _ = _ground(origin, dirs, LIDAR_RANGE, world.town)
+    want = np.minimum(t_ground, solids['t'])
+    assert np.array_equal(both['t'], want)
+    ground_first = np.isfinite(t_ground) & (t_ground < solids['t'])
+    assert np.all(both['hit'][ground_first] == GROUND) and np.all(both['hit'][~ground_first] == solids['hit'][~ground_first])
+    with np.errstate(divide='ignore'):
+        plane = np.where(dirs[:, 2] < 0, -origin[2] / dirs[:, 2], np.inf)
+    assert (ground_first & (both['t'] < plane - 1e-6)).sum() > 100          # rays on raised sidewalks
+    assert (~ground_first & np.isfinite(solids['t'])).sum() > 1000          # and rays stopped by solids

@@ -34,11 +34,11 @@ def main(argv=None):
     p.add_argument('--camera-sweeps', type=int, nargs='?', const=5, default=0, metavar='N',
                    help='also render camera sweeps between keyframes (N, default 5 = 12 Hz as in nuScenes)')
     p.add_argument('--no-radar', action='store_true', help='leave out the 5 radars')
-    p.add_argument('--kerb-height', type=float, default=0.0, metavar='M',
-                   help='raise the sidewalks M metres above the road (default 0: one ground plane; data/README.md)')
-    p.add_argument('--upward-endpoint-only', action='store_true',
+    p.add_argument('--kerb-height', type=float, default=0.2, metavar='M',
+                   help='sidewalks stand M metres above the road (default 0.2; 0: one ground plane; data/README.md)')
+    p.add_argument('--upward-endpoint-only', action=argparse.BooleanOptionalAction, default=True,
                    help="labels: LiDAR beams above the horizontal observe only their end voxel, no free space "
-                        "(brings mask_camera to the real Occ3D frame's fraction; data/README.md)")
+                        "(default; brings mask_camera to the real Occ3D frame's fraction; data/README.md)")
     p.add_argument('--force', action='store_true',
                    help='write into a non-empty --out folder that make_synthetic did not create')
     p.add_argument('--preview', metavar='PNG', help='also (or only, without --out) write a preview picture')

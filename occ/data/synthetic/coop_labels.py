@@ -45,7 +45,6 @@ def cooperative_labels(world: World, f: int, agent: int, grid: OccGrid, image_si
     e2g = world.ego2global(f, agent)
     g2e = np.linalg.inv(e2g)
     static = [world.observed(k)['static'] for k in range(n)]
-    static = (np.concatenate([p for p, _ in static]), np.concatenate([c for _, c in static]))
     seen_now = np.unique(np.concatenate([s['instance'][s['instance'] >= 0] for s in scans]))
     parts = [world.observed_objects_at(f, k, seen_now) for k in range(n)]
     pts, cls, inst = (np.concatenate([p[i] for p in parts]) for i in range(3))

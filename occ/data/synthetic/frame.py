@@ -58,22 +58,29 @@ def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, lid
         lidar = keyframe_lidar(world, f, agent)
     seen_now = np.unique(lidar['instance'][lidar['instance'] >= 0])
     pts, cls, _ = world.observed_objects_at(f, agent, seen_now)
-    sem = label_semantics(e2g, grid, world.observed(agent)['static'], (pts, cls))
+    sem = label_semantics(e2g, grid, [world.observed(agent)['static']], (pts, cls))
     mask_lidar, mask_cam = sensor_masks(sem != FREE, grid, image_size, ground=is_ground(sem),
                                         upward_endpoint_only=world.upward_endpoint_only)
     return {'semantics': sem, 'mask_lidar': mask_lidar.astype(np.uint8), 'mask_camera': mask_cam.astype(np.uint8)}
 
 
-def label_semantics(e2g: np.ndarray, grid: OccGrid, static: tuple, objects: tuple) -> np.ndarray:
+def label_semantics(e2g: np.ndarray, grid: OccGrid, static: list, objects: tuple) -> np.ndarray:
     """Semantic grid uint8 [X, Y, Z] in the ego frame ``e2g`` (ego -> global [4, 4]) of sensed points.
 
     Args:
-        static: (points [P, 3] global, cls [P]): the static scene accumulated over the scene.
+        static: list of (points [P, 3] global, sorted by x; cls [P]): the static scene accumulated
+            over the scene (``World.observed``'s ``static``, one per vehicle).
         objects: (points [Q, 3] global, cls [Q]): the accumulated points of the labelled objects at
             their poses of this keyframe.
     """
     g2e = np.linalg.inv(e2g)
-    code = voxel_codes(static[0], static[1], grid, g2e)
+    # Only the x-slab of points that can land in the grid is transformed (the scene's points
+    # spread over its whole drive).
+    reach = float(np.linalg.norm(np.maximum(np.abs(grid.lower[:2]), np.abs(grid.upper[:2])))) + 1.0
+    code = np.zeros(int(np.prod(grid.shape)), np.int64)
+    for pts, cls in static:
+        lo, hi = np.searchsorted(pts[:, 0], [e2g[0, 3] - reach, e2g[0, 3] + reach])
+        voxel_codes(pts[lo:hi], cls[lo:hi], grid, g2e, out=code)
     sem = voxelize_points(objects[0], objects[1], grid, g2e, out=code)
     return fill_vertical_gaps(sem, DENSIFIED_CLASSES, max(1, int(np.floor(VERTICAL_GAP / grid.voxel_size + 1e-9))))
 

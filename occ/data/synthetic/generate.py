@@ -43,7 +43,7 @@ from .nuscenes_db import build_tables, scene_names, token, write_tables
 from .occ3d_index import occ3d_annotations
 from .radar import RADAR_NAMES, radar2ego, radar_pcd_bytes
 from .sensors import camera_rig, lidar2ego
-from .world import build_world, camera_tilt
+from .world import KERB_HEIGHT, build_world, camera_tilt
 
 DEFAULT_IMAGE_SIZE = (144, 256)       # nuScenes aspect ratio (1600 x 900 scaled by 0.16)
 BASE_TIMESTAMP = 1_600_000_000_000_000  # microseconds
@@ -79,7 +79,7 @@ def sweep_offsets(n: int) -> list:
 _WORLD_CACHE: dict = {}
 
 
-def _world(seed, w, frames, agents, kerb_height=0.0, upward_endpoint_only=False):
+def _world(seed, w, frames, agents, kerb_height, upward_endpoint_only):
     key = (seed, w, frames, agents, kerb_height, upward_endpoint_only)
     if key not in _WORLD_CACHE:
         _WORLD_CACHE.clear()
@@ -104,7 +104,7 @@ def _render_chunk(job):
     follow each keyframe); return their records."""
     out_dir, seed, w, f0, f1, frames, agents, voxel, image_size, names, opts = job
     t0 = time.perf_counter()
-    world = _world(seed, w, frames, agents, opts.get('kerb_height', 0.0), opts.get('upward_endpoint_only', False))
+    world = _world(seed, w, frames, agents, opts['kerb_height'], opts['upward_endpoint_only'])
     t_world = time.perf_counter() - t0
     grid = OccGrid.from_voxel(voxel)
     records = []
@@ -210,16 +210,16 @@ def prepare_output_root(out_dir: str, force: bool = False, owned=()) -> bool:
 def generate(out_dir: str, scenes: int = 6, frames: int = 40, seed: int = 0, agents: int = 1, voxel: float = 0.8,
              image_size=DEFAULT_IMAGE_SIZE, workers: int = 2, progress: bool = True,
              version: str = 'v1.0-trainval', val_fraction: float = 0.2, lidar_sweeps: int = LIDAR_SWEEPS,
-             camera_sweeps: int = 0, radar: bool = True, force: bool = False, kerb_height: float = 0.0,
-             upward_endpoint_only: bool = False) -> dict:
+             camera_sweeps: int = 0, radar: bool = True, force: bool = False, kerb_height: float = KERB_HEIGHT,
+             upward_endpoint_only: bool = True) -> dict:
     """Generate ``scenes`` worlds x ``frames`` keyframes (x ``agents`` connected vehicles).
 
     ``lidar_sweeps`` / ``camera_sweeps``: non-key sample_data between consecutive keyframes (9 =
     20 Hz LiDAR, 5 = 12 Hz cameras, as in nuScenes; 0 = none). ``radar``: write the 5 radars.
     ``force``: write into a non-empty folder this generator did not create (see prepare_output_root).
-    ``kerb_height``: metres the sidewalks stand above the road (0: one ground plane; data/README.md).
-    ``upward_endpoint_only``: LiDAR beams above the horizontal observe no free space in the labels'
-    masks (data/README.md, "Statistics").
+    ``kerb_height``: metres the sidewalks stand above the road (default 0.2; 0: one ground plane;
+    data/README.md, "Kerbs"). ``upward_endpoint_only``: LiDAR beams above the horizontal observe
+    no free space in the labels' masks (default; data/README.md, "Statistics").
 
     Returns a summary dict: ``tables`` (row count per nuScenes table), ``scenes``
     (scene names), ``splits``, ``keyframes``, ``seconds`` (wall time) and

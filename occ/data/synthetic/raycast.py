@@ -47,6 +47,7 @@ class _Prepared:
         q = origin - prims.center
         self.lo = np.stack([self.c * q[:, 0] + self.s * q[:, 1], -self.s * q[:, 0] + self.c * q[:, 1], q[:, 2]], 1)
         self.half = prims.size / 2
+        self.slab_lo, self.slab_hi = -self.half - self.lo, self.half - self.lo    # box faces - local origin
         self.kind = prims.kind
         self.dmin = np.linalg.norm(q, axis=1) - prims.radius   # no hit can be nearer than this
 
@@ -64,15 +65,16 @@ def _ray_t(pp: _Prepared, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
             lx = c * dd[:, 0] + s * dd[:, 1]
             ly = c * dd[:, 1] - s * dd[:, 0]
             lz = dd[:, 2]
-            o, h = pp.lo[p], pp.half[p]
             if kind == BOX:
+                a_, b_ = pp.slab_lo[p], pp.slab_hi[p]
                 ix, iy, iz = 1 / lx, 1 / ly, 1 / lz
-                ax, bx = (-h[:, 0] - o[:, 0]) * ix, (h[:, 0] - o[:, 0]) * ix
-                ay, by = (-h[:, 1] - o[:, 1]) * iy, (h[:, 1] - o[:, 1]) * iy
-                az, bz = (-h[:, 2] - o[:, 2]) * iz, (h[:, 2] - o[:, 2]) * iz
+                ax, bx = a_[:, 0] * ix, b_[:, 0] * ix
+                ay, by = a_[:, 1] * iy, b_[:, 1] * iy
+                az, bz = a_[:, 2] * iz, b_[:, 2] * iz
                 tmin = np.maximum(np.maximum(np.minimum(ax, bx), np.minimum(ay, by)), np.minimum(az, bz))
                 tmax = np.minimum(np.minimum(np.maximum(ax, bx), np.maximum(ay, by)), np.maximum(az, bz))
             elif kind == CYLINDER:
+                o, h = pp.lo[p], pp.half[p]
                 a = lx * lx + ly * ly
                 b = o[:, 0] * lx + o[:, 1] * ly
                 cc = o[:, 0] ** 2 + o[:, 1] ** 2 - h[:, 0] ** 2
@@ -83,6 +85,7 @@ def _ray_t(pp: _Prepared, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
                 tmin = np.maximum(t0, np.minimum(az, bz))
                 tmax = np.minimum(t1, np.maximum(az, bz))
             else:
+                o, h = pp.lo[p], pp.half[p]
                 ox, oy, oz = o[:, 0] / h[:, 0], o[:, 1] / h[:, 1], o[:, 2] / h[:, 2]
                 dx, dy, dz = lx / h[:, 0], ly / h[:, 1], lz / h[:, 2]
                 a = dx * dx + dy * dy + dz * dz
@@ -96,9 +99,7 @@ def _ray_t(pp: _Prepared, pid: np.ndarray, d: np.ndarray) -> np.ndarray:
 
 
 def _ground(origin, dirs, max_range, ground):
-    """Ground hits: the plane z = 0, and with a town that has kerbs (``ground.kerb_height`` > 0)
-    the raised sidewalk cells (their tops and the kerb faces). Returns t [R], hit id [R] and the
-    surface normal [R, 3]."""
+    """Ground plane z = 0 hits (when ``ground``): t [R], hit id [R] and the surface normal [R, 3]."""
     r = len(dirs)
     best_t = np.full(r, np.inf)
     best_p = np.full(r, MISS, np.int64)
@@ -107,17 +108,32 @@ def _ground(origin, dirs, max_range, ground):
     if ground:
         with np.errstate(divide='ignore', invalid='ignore'):
             tg = np.where(dirs[:, 2] < -1e-9, -origin[2] / dirs[:, 2], np.inf)
-        if getattr(ground, 'kerb_height', 0.0) > 0:
-            _kerbs(ground, origin, dirs, tg, normal, max_range)
         tg[tg > max_range] = np.inf
         best_t = tg
         best_p[np.isfinite(tg)] = GROUND
     return best_t, best_p, normal
 
 
+def _raised_ground(ground, origin, dirs, best_t, best_p, normal, max_range):
+    """With a town that has kerbs (``ground.kerb_height`` > 0): rays that meet a raised sidewalk
+    cell (its top or a kerb face) before their current hit (``best_t`` / ``best_p``, from the plane
+    and the primitives) hit the ground there (in place, normals too). Run after the primitives, so
+    rays that a primitive stops above the kerb height are never walked."""
+    if not ground or getattr(ground, 'kerb_height', 0.0) <= 0:
+        return
+    with np.errstate(divide='ignore', invalid='ignore'):
+        plane = np.where(dirs[:, 2] < -1e-9, -origin[2] / dirs[:, 2], np.inf)
+    t_in = np.where(best_p == MISS, plane, best_t)      # the plane beyond range may still hide a kerb in range
+    t = t_in.copy()
+    _kerbs(ground, origin, dirs, t, normal, max_range)
+    moved = t < t_in
+    best_t[moved] = t[moved]
+    best_p[moved] = GROUND
+
+
 def _kerbs(town, origin, dirs, tg, normal, max_range):
-    """Move ground hits (``tg``, in place) onto raised sidewalk cells a descending ray meets first
-    within ``max_range``; set their normals.
+    """Move hits (``tg``, in place) onto raised sidewalk cells a descending ray meets first within
+    ``max_range``; set their normals.
 
     A ray meets the raised ground either on a cell's top (its point at the kerb height lies over
     a raised cell) or on a kerb face, somewhere along its path between the kerb height and z = 0.
@@ -125,11 +141,14 @@ def _kerbs(town, origin, dirs, tg, normal, max_range):
     (``RaisedCells.count``); otherwise it is traversed exactly, cell row by cell row (``_traverse``).
     """
     h = town.kerb_height
-    down = np.nonzero(np.isfinite(tg) & (origin[2] > h))[0]
+    if origin[2] <= h:
+        return
+    down = np.nonzero(np.isfinite(tg) & (dirs[:, 2] < -1e-9))[0]
     t0 = (h - origin[2]) / dirs[down, 2]                           # where the ray is at the kerb height
-    down, t0 = down[t0 <= max_range], t0[t0 <= max_range]
-    d = dirs[down]
     t1 = np.minimum(tg[down], max_range)
+    reach = t0 < t1                                                # not stopped above the kerb height
+    down, t0, t1 = down[reach], t0[reach], t1[reach]
+    d = dirs[down]
     cells, res = town.raised_cells, town.res
     c0 = np.floor((origin[:2] + t0[:, None] * d[:, :2]) / res).astype(np.int64)
     c1 = np.floor((origin[:2] + t1[:, None] * d[:, :2]) / res).astype(np.int64)
@@ -306,6 +325,7 @@ def cast_pinhole(prims: Primitives, cam2global: np.ndarray, intrinsics: np.ndarr
                 rays = (np.repeat(v0[part], cnt) + k // wid) * w + np.repeat(u0[part], cnt) + k % wid
                 _test_pairs(pp, dirs, best_t, best_p, rays, pids)
                 start = stop
+    _raised_ground(ground, origin, dirs, best_t, best_p, g_normal, max_range)
     return _finish(prims, origin, dirs, best_t, best_p, g_normal)
 
 
@@ -356,4 +376,5 @@ def cast(prims: Primitives, origin: np.ndarray, dirs: np.ndarray, tiles: np.ndar
                 rays = tiles[ti + s].reshape(-1)
                 pids = np.repeat(band[pi], tiles.shape[1])
                 _test_pairs(pp, dirs, best_t, best_p, rays, pids)
+    _raised_ground(ground, origin, dirs, best_t, best_p, g_normal, max_range)
     return _finish(prims, origin, dirs, best_t, best_p, g_normal)

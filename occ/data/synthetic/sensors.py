@@ -88,10 +88,21 @@ def lidar2ego() -> np.ndarray:
 
 
 def pixel_rays(intrinsics: np.ndarray, h: int, w: int, stride: int = 1) -> np.ndarray:
-    """Unit ray directions [h/stride * w/stride, 3] through pixel centres, camera frame, row-major."""
+    """Unit ray directions [h/stride * w/stride, 3] through pixel centres, camera frame, row-major.
+
+    Cached per intrinsics and size (every keyframe of a rig uses the same rays); read-only.
+    """
+    return _pixel_rays(np.asarray(intrinsics, np.float64).tobytes(), h, w, stride)
+
+
+@functools.lru_cache(maxsize=64)
+def _pixel_rays(intrinsics: bytes, h: int, w: int, stride: int) -> np.ndarray:
+    k = np.frombuffer(intrinsics, np.float64).reshape(3, 3)
     v, u = np.meshgrid(np.arange(0, h, stride) + 0.5, np.arange(0, w, stride) + 0.5, indexing='ij')
-    d = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1) @ np.linalg.inv(intrinsics).T
-    return d / np.linalg.norm(d, axis=1, keepdims=True)
+    d = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], 1) @ np.linalg.inv(k).T
+    d = d / np.linalg.norm(d, axis=1, keepdims=True)
+    d.setflags(write=False)
+    return d
 
 
 @functools.lru_cache(maxsize=4)

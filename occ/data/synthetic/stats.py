@@ -8,7 +8,7 @@ from occ.geometry import OccGrid
 
 from .frame import make_labels
 from .generate import DEFAULT_IMAGE_SIZE
-from .world import build_world
+from .world import KERB_HEIGHT, build_world
 
 _SHARE_CLASSES = (16, 11, 15, 13, 4, 14, 3, 12, 0, 1, 7, 10)
 _VISIBLE_CLASSES = (4, 3, 13, 14, 11, 15, 16)
@@ -32,7 +32,7 @@ def label_statistics(labels: list) -> dict:
 
 
 def world_statistics(seed: int = 0, worlds: int = 4, frames=(5, 20, 35), scene_frames: int = 40,
-                     voxel: float = 0.4, kerb_height: float = 0.0, upward_endpoint_only: bool = False) -> dict:
+                     voxel: float = 0.4, kerb_height: float = KERB_HEIGHT, upward_endpoint_only: bool = True) -> dict:
     """label_statistics over keyframes ``frames`` of ``worlds`` default worlds."""
     grid = OccGrid.from_voxel(voxel)
     labels = []

@@ -125,16 +125,16 @@ class RaisedCells:
         self.n = raised.shape[0]
         sat = np.zeros((self.n + 1, self.n + 1), np.int32)
         np.cumsum(np.cumsum(raised, 0, dtype=np.int32), 1, out=sat[1:, 1:])
-        self._sat = sat
+        self._sat = sat.ravel()
         self._next = {}
 
     def count(self, i0, i1, j0, j1) -> np.ndarray:
         """Raised cells in the inclusive index boxes (indices are clipped to the raster)."""
         n = self.n
-        i0, j0 = np.clip(i0, 0, n), np.clip(j0, 0, n)
-        i1, j1 = np.clip(i1 + 1, 0, n), np.clip(j1 + 1, 0, n)
+        r0, r1 = np.clip(i0, 0, n) * (n + 1), np.clip(i1 + 1, 0, n) * (n + 1)
+        j0, j1 = np.clip(j0, 0, n), np.clip(j1 + 1, 0, n)
         s = self._sat
-        return s[i1, j1] - s[i0, j1] - s[i1, j0] + s[i0, j0]
+        return s[r1 + j1] - s[r0 + j1] - s[r1 + j0] + s[r0 + j0]
 
     def next_along(self, axis: int, sign: int) -> np.ndarray:
         if (axis, sign) not in self._next:

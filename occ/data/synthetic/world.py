@@ -29,6 +29,9 @@ OBJECT_WINDOW = 2
 _KEYFRAME_RETURN_KEYS = ('t', 'semantics', 'instance', 'cos_incidence', 'paint')
 OBSERVATION_STREAM = 30              # random stream (per keyframe and agent) of observation_scan's foliage depths
 TOWN_SIZE = 300.0
+# Sidewalks stand this far above the road (data/README.md, "Kerbs"): a common kerb height, and what
+# brings the real frame's sidewalk voxels into z level 1.
+KERB_HEIGHT = 0.2
 CAMERA_TILT_DEG = 0.6                # per-camera pitch and roll are uniform in +-this (real rigs are not level)
 
 
@@ -57,7 +60,7 @@ class World:
     pedestrians: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # object indices [P]
     walk: tuple = ()                                                               # pedestrian_state args
     # Label rule (frame.sensor_masks): LiDAR beams above the horizontal observe no free space.
-    upward_endpoint_only: bool = False
+    upward_endpoint_only: bool = True
     _cache: dict = field(default_factory=dict, repr=False)
 
     def prims_at(self, f: int, exclude=()) -> Primitives:
@@ -132,8 +135,9 @@ class World:
         ``observation_scan`` at every keyframe (all objects at their poses occlude), static hits
         in the global frame, object hits in their object's frame (box bottom centre, heading x).
 
-        Returns dict (cached): ``static`` (points float32 [P, 3] global, cls uint8 [P]) and
-        ``objects`` (points float32 [Q, 3] object frame, cls uint8 [Q], instance int32 [Q]).
+        Returns dict (cached): ``static`` (points [P, 3] global, float64 holding float32 values,
+        sorted by x so a keyframe can slice the ones near it; cls uint8 [P]) and ``objects``
+        (points float32 [Q, 3] object frame, cls uint8 [Q], instance int32 [Q]).
         """
         key = ('observed', agent)
         if key not in self._cache:
@@ -154,7 +158,9 @@ class World:
                 oc.append(scan['semantics'][~st])
                 oi.append(inst)
                 of.append(np.full(len(inst), f, np.int32))
-            self._cache[key] = {'static': (np.concatenate(sp), np.concatenate(sc)),
+            sp, sc = np.concatenate(sp), np.concatenate(sc)
+            order = np.argsort(sp[:, 0], kind='stable')
+            self._cache[key] = {'static': (sp[order].astype(np.float64), sc[order]),
                                 'objects': (np.concatenate(op), np.concatenate(oc), np.concatenate(oi)),
                                 'object_frame': np.concatenate(of)}
         return self._cache[key]
@@ -230,12 +236,13 @@ _MOVING = [('vehicle.car', 0.7, (6.0, 11.0)), ('vehicle.truck', 0.08, (5.0, 9.0)
 
 
 def build_world(seed: int, index: int, frames: int, agents: int = 1, n_vehicles: int = 36,
-                n_pedestrians: int = 140, kerb_height: float = 0.0, upward_endpoint_only: bool = False) -> World:
+                n_pedestrians: int = 140, kerb_height: float = KERB_HEIGHT, upward_endpoint_only: bool = True) -> World:
     """Build world ``index`` of the generator seeded with ``seed`` (deterministic).
 
-    ``kerb_height`` > 0 raises the sidewalks by that much (data/README.md, "Kerbs"); objects
-    standing on them are placed on the raised surface. Every random draw is the same for any
-    ``kerb_height``. ``upward_endpoint_only``: the labels' LiDAR visibility rule (``World`` field).
+    ``kerb_height``: the sidewalks stand that much above the road (data/README.md, "Kerbs"; 0: one
+    ground plane); objects standing on them are placed on the raised surface. Every random draw
+    is the same for any ``kerb_height``. ``upward_endpoint_only``: the labels' LiDAR visibility
+    rule (``World`` field; data/README.md, "Statistics").
     """
     if frames < 1 or agents < 1:
         raise ValueError(f'frames ({frames}) and agents ({agents}) must be >= 1')
