@@ -37,6 +37,11 @@ def test_points_to_index_matches_loop_reference():
     # centres map back to their own index
     back, ok = g.points_to_index(g.index_to_points(idx[inside]))
     assert ok.all() and (back == idx[inside]).all()
+    # the raster index agrees with the same loop (row-major, last axis fastest) where inside
+    flat, flat_ok = g.points_to_flat(pts)
+    assert (flat_ok == inside).all()
+    for i, f in zip(idx[inside], flat[inside]):
+        assert f == (i[0] * g.shape[1] + i[1]) * g.shape[2] + i[2]
 
 
 def test_colour_map_covers_classes():

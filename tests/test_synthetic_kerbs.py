@@ -176,7 +176,8 @@ def test_kerbs_and_primitives_compose_to_the_nearest_hit(worlds):
     want = np.minimum(t_ground, solids['t'])
     assert np.array_equal(both['t'], want)
     ground_first = np.isfinite(t_ground) & (t_ground < solids['t'])
-    assert np.all(both['hit'][ground_first] == GROUND) and np.all(both['hit'][~ground_first] == solids['hit'][~ground_first])
+    assert np.all(both['hit'][ground_first] == GROUND)
+    assert np.all(both['hit'][~ground_first] == solids['hit'][~ground_first])
     with np.errstate(divide='ignore'):
         plane = np.where(dirs[:, 2] < 0, -origin[2] / dirs[:, 2], np.inf)
     assert (ground_first & (both['t'] < plane - 1e-6)).sum() > 100          # rays on raised sidewalks

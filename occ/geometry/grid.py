@@ -146,8 +146,24 @@ class OccGrid:
     def points_to_index(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Metric points [..., >=ndim] -> integer indices [..., ndim] and an in-grid mask [...]."""
         idx = np.floor((np.asarray(pts)[..., :self.ndim] - self.lower) / self.voxel).astype(np.int64)
-        inside = np.all((idx >= 0) & (idx < np.array(self.shape)), axis=-1)
+        inside = np.ones(idx.shape[:-1], bool)
+        for a, n in enumerate(self.shape):          # per axis: an all() over a width-3 axis is slow
+            inside &= (idx[..., a] >= 0) & (idx[..., a] < n)
         return idx, inside
+
+    def points_to_flat(self, pts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Metric points [..., >=ndim] -> raster index [...] (``flat_index`` of ``points_to_index``,
+        meaningful where inside) and the in-grid mask [...]; computed axis by axis, without the
+        [..., ndim] index array (the hot path of label voxelisation)."""
+        pts = np.asarray(pts)
+        flat = np.zeros(pts.shape[:-1], np.int64)
+        inside = np.ones(pts.shape[:-1], bool)
+        for a, n in enumerate(self.shape):
+            i = np.floor((pts[..., a] - self.lower[a]) / self.voxel[a])
+            inside &= (i >= 0) & (i < n)
+            flat *= n
+            flat += i.astype(np.int64)
+        return flat, inside
 
     def index_to_points(self, idx: np.ndarray) -> np.ndarray:
         """Integer indices [..., ndim] -> cell centres [..., ndim] float32 (metres)."""

@@ -16,7 +16,7 @@ from .nuscenes_db import quat, yaw_quat
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
 from .radar import RADAR_NAMES, radar2ego, radar_scan
-from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera
+from .sensors import camera_rig, lidar2ego, lidar_rays, lidar_scan, pixel_rays, render_camera, scan_from_returns
 from .traffic import KEYFRAME_DT
 from .world import World
 
@@ -41,8 +41,7 @@ def frame_rng(world: World, f: int, agent: int, stream: int) -> np.random.Genera
 def keyframe_lidar(world: World, f: int, agent: int) -> dict:
     """The keyframe LiDAR scan (``lidar_scan`` output) of ``agent`` at ``f``: the beams of
     ``World.keyframe_returns`` with the keyframe's sensor noise."""
-    return lidar_scan(None, world.town, world.ego2global(f, agent) @ lidar2ego(), frame_rng(world, f, agent, 10),
-                      returns=world.keyframe_returns(f, agent))
+    return scan_from_returns(world.keyframe_returns(f, agent), frame_rng(world, f, agent, 10))
 
 
 def make_labels(world: World, f: int, agent: int, grid: OccGrid, image_size, lidar=None) -> dict:

@@ -47,13 +47,7 @@ def voxel_codes(points: np.ndarray, cls: np.ndarray, grid: OccGrid, transform: n
     p = np.asarray(points, np.float64).reshape(-1, 3)
     if transform is not None:
         p = p @ transform[:3, :3].T + transform[:3, 3]
-    flat = np.zeros(len(p), np.int64)
-    inside = np.ones(len(p), bool)
-    for a, n in enumerate(grid.shape):
-        i = np.floor((p[:, a] - grid.lower[a]) / grid.voxel[a])     # the arithmetic of grid.points_to_index
-        inside &= (i >= 0) & (i < n)
-        flat *= n
-        flat += i.astype(np.int64)
+    flat, inside = grid.points_to_flat(p)
     c = np.asarray(cls, np.int64)[inside]
     if len(c):
         np.maximum.at(code, flat[inside], _PRIORITY[c] * 32 + c + 1)

@@ -102,25 +102,21 @@ class PrimitiveBuilder:
                           np.array(alb, np.float32), np.array(tex, np.uint8))
 
 
-def to_local(prims: Primitives, pidx: np.ndarray, pts: np.ndarray, dirs: np.ndarray | None = None):
-    """Points (and directions) [M, 3] into the local frames of primitives ``pidx`` [M]."""
-    c, s = np.cos(prims.yaw[pidx]), np.sin(prims.yaw[pidx])
-    q = pts - prims.center[pidx]
-    lp = np.stack([c * q[:, 0] + s * q[:, 1], -s * q[:, 0] + c * q[:, 1], q[:, 2]], 1)
-    if dirs is None:
-        return lp
-    ld = np.stack([c * dirs[:, 0] + s * dirs[:, 1], -s * dirs[:, 0] + c * dirs[:, 1], dirs[:, 2]], 1)
-    return lp, ld
-
-
 def _rotate_in(c, s, v):
-    """Vectors [M, 3] into frames yawed by (cos, sin) [M] (the rotation part of ``to_local``)."""
+    """Vectors [M, 3] into frames yawed by (cos, sin) [M]."""
     return np.stack([c * v[:, 0] + s * v[:, 1], -s * v[:, 0] + c * v[:, 1], v[:, 2]], 1)
 
 
 def _sum3(v):
     """v[:, 0] + v[:, 1] + v[:, 2] (the order of ``v.sum(1)``, faster for width 3)."""
     return v[:, 0] + v[:, 1] + v[:, 2]
+
+
+def to_local(prims: Primitives, pidx: np.ndarray, pts: np.ndarray, dirs: np.ndarray | None = None):
+    """Points (and directions) [M, 3] into the local frames of primitives ``pidx`` [M]."""
+    c, s = np.cos(prims.yaw[pidx]), np.sin(prims.yaw[pidx])
+    lp = _rotate_in(c, s, pts - prims.center[pidx])
+    return lp if dirs is None else (lp, _rotate_in(c, s, dirs))
 
 
 def intersect(prims: Primitives, pidx: np.ndarray, origin: np.ndarray, dirs: np.ndarray):
@@ -138,7 +134,7 @@ def intersect(prims: Primitives, pidx: np.ndarray, origin: np.ndarray, dirs: np.
     m = len(pidx)
     o = np.broadcast_to(np.asarray(origin, np.float64), (m, 3))
     c, s = np.cos(prims.yaw[pidx]), np.sin(prims.yaw[pidx])
-    lo, ld = _rotate_in(c, s, o - prims.center[pidx]), _rotate_in(c, s, dirs)
+    lo, ld = _rotate_in(c, s, o - prims.center[pidx]), _rotate_in(c, s, dirs)   # to_local; c, s turn the normal back
     half = prims.size[pidx] / 2
     kind = prims.kind[pidx]
     t = np.full(m, np.inf)
@@ -220,8 +216,7 @@ def exit_distance(prims: Primitives, pidx: np.ndarray, origin: np.ndarray, dirs:
     ``pidx`` [M] (the far root of the ray-solid intersection; -inf where the ray's line misses)."""
     m = len(pidx)
     o = np.broadcast_to(np.asarray(origin, np.float64), (m, 3))
-    c, s = np.cos(prims.yaw[pidx]), np.sin(prims.yaw[pidx])
-    lo, ld = _rotate_in(c, s, o - prims.center[pidx]), _rotate_in(c, s, dirs)
+    lo, ld = to_local(prims, pidx, o, dirs)
     half = prims.size[pidx] / 2
     kind = prims.kind[pidx]
     out = np.full(m, -np.inf)

@@ -121,19 +121,16 @@ def _raised_ground(ground, origin, dirs, best_t, best_p, normal, max_range):
     rays that a primitive stops above the kerb height are never walked."""
     if not ground or getattr(ground, 'kerb_height', 0.0) <= 0:
         return
-    with np.errstate(divide='ignore', invalid='ignore'):
-        plane = np.where(dirs[:, 2] < -1e-9, -origin[2] / dirs[:, 2], np.inf)
-    t_in = np.where(best_p == MISS, plane, best_t)      # the plane beyond range may still hide a kerb in range
-    t = t_in.copy()
+    t = best_t.copy()
     _kerbs(ground, origin, dirs, t, normal, max_range)
-    moved = t < t_in
+    moved = t < best_t
     best_t[moved] = t[moved]
     best_p[moved] = GROUND
 
 
 def _kerbs(town, origin, dirs, tg, normal, max_range):
-    """Move hits (``tg``, in place) onto raised sidewalk cells a descending ray meets first within
-    ``max_range``; set their normals.
+    """Move hits (``tg``, in place; inf: none in range) onto raised sidewalk cells a descending ray
+    meets first within ``max_range``; set their normals.
 
     A ray meets the raised ground either on a cell's top (its point at the kerb height lies over
     a raised cell) or on a kerb face, somewhere along its path between the kerb height and z = 0.
@@ -143,9 +140,9 @@ def _kerbs(town, origin, dirs, tg, normal, max_range):
     h = town.kerb_height
     if origin[2] <= h:
         return
-    down = np.nonzero(np.isfinite(tg) & (dirs[:, 2] < -1e-9))[0]
+    down = np.nonzero(dirs[:, 2] < -1e-9)[0]
     t0 = (h - origin[2]) / dirs[down, 2]                           # where the ray is at the kerb height
-    t1 = np.minimum(tg[down], max_range)
+    t1 = np.minimum(tg[down], max_range)                           # a miss ends at the range
     reach = t0 < t1                                                # not stopped above the kerb height
     down, t0, t1 = down[reach], t0[reach], t1[reach]
     d = dirs[down]

@@ -198,16 +198,19 @@ def lidar_returns(prims: Primitives, town: T.Town, lidar2global: np.ndarray, col
 
 
 def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
-               rng: np.random.Generator | None = None, column_stride: int = 1, returns: dict | None = None) -> dict:
+               rng: np.random.Generator | None = None, column_stride: int = 1) -> dict:
     """Ray-cast one LiDAR sweep (``column_stride`` > 1: every n-th column only, a cheaper sweep).
 
-    ``returns``: this sweep's ``lidar_returns`` when already cast (e.g. ``World.keyframe_returns``).
     Returns dict ``points`` float32 [P, 5] (x, y, z, intensity 0..255, ring) in the
     LiDAR frame, ``instance`` int32 [P] (object index, -1 = scenery/ground) and
     ``semantics`` uint8 [P] (Occ3D class of the surface hit).
     """
-    if returns is None:
-        returns = lidar_returns(prims, town, lidar2global, column_stride)
+    return scan_from_returns(lidar_returns(prims, town, lidar2global, column_stride), rng, column_stride)
+
+
+def scan_from_returns(returns: dict, rng: np.random.Generator | None = None, column_stride: int = 1) -> dict:
+    """``lidar_scan``'s output from already cast ``lidar_returns`` (e.g. ``World.keyframe_returns``):
+    the sensor's dropout, range and intensity noise drawn from ``rng`` (none when None)."""
     d_l, ring = lidar_rays(column_stride)
     ok = np.isfinite(returns['t'])
     if rng is not None:
@@ -225,22 +228,19 @@ def lidar_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray,
     return {'points': out, 'instance': returns['instance'][ok], 'semantics': sem}
 
 
-def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, rng: np.random.Generator,
-                     returns: dict | None = None) -> dict:
+def observation_scan(returns: dict, lidar2global: np.ndarray, rng: np.random.Generator) -> dict:
     """The surface points one keyframe's LiDAR observes, for Occ3D-style label accumulation.
 
     The keyframe beams without noise or dropout, except that foliage is porous: a beam entering
     a tree crown or hedge (vegetation boxes and ellipsoids; trunks are solid) returns at an
     exponentially distributed depth (mean FOLIAGE_DEPTH) inside it, at most at its far side, so
     crowns are observed in depth as real LiDAR observes them (the stored sweeps keep crowns solid).
-    ``returns``: the keyframe's full ``lidar_returns`` when already cast.
+    ``returns``: the keyframe's full ``lidar_returns`` (``near`` and ``dirs`` included).
 
     Returns dict ``points`` float64 [P, 3] global, ``semantics`` uint8 [P], ``instance`` int32 [P]
     (object index, -1 = scenery/ground).
     """
     origin = lidar2global[:3, 3]
-    if returns is None:
-        returns = lidar_returns(prims, town, lidar2global)
     near = returns['near']
     ok = np.isfinite(returns['t'])
     hit, t, dirs = returns['hit'][ok], returns['t'][ok], returns['dirs'][ok]
@@ -255,5 +255,5 @@ def observation_scan(prims: Primitives, town: T.Town, lidar2global: np.ndarray, 
     return {'points': origin + t[:, None] * dirs, 'semantics': sem, 'instance': returns['instance'][ok]}
 
 
-__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_returns', 'lidar_scan', 'observation_scan',
-           'pixel_rays', 'lidar_rays']
+__all__ = ['RIG', 'SKY', 'camera_rig', 'lidar2ego', 'render_camera', 'lidar_returns', 'lidar_scan', 'scan_from_returns',
+           'observation_scan', 'pixel_rays', 'lidar_rays']

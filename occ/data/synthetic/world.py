@@ -146,7 +146,7 @@ class World:
                 l2g = self.ego2global(f, agent) @ lidar2ego()
                 rng = np.random.default_rng([self.seed, self.index, 1000 + f, agent, OBSERVATION_STREAM])
                 returns = lidar_returns(self.prims_at(f, exclude=[self.agents[agent]]), self.town, l2g)
-                scan = observation_scan(None, self.town, l2g, rng, returns)
+                scan = observation_scan(returns, l2g, rng)
                 self._cache[('keyframe_returns', agent, f)] = {k: returns[k] for k in _KEYFRAME_RETURN_KEYS}
                 st = scan['instance'] < 0
                 sp.append(scan['points'][st].astype(np.float32))
