@@ -10,7 +10,7 @@ from fixtures_data import tiny_world  # noqa: F401
 
 from occ.constants import CLASS_NAMES, FREE
 from occ.data.synthetic.coop_labels import cooperative_camera_mask
-from occ.data.synthetic.frame import _ray_strides, sensor_masks
+from occ.data.synthetic.frame import CAMERA_OCCLUDERS, _ray_strides, sensor_masks
 from occ.data.synthetic.sensors import camera_rig, lidar2ego, lidar_rays, pixel_rays
 from occ.geometry import OccGrid
 
@@ -29,11 +29,12 @@ def _box(x, y, z):
 
 
 def _scene():
-    """Ground everywhere; a 2.6 m wall one voxel thick at x = 4.8 m (y -4..4 m); a car-sized block
-    behind it (x 7.2..8.8 m, 1.4 m high)."""
+    """Ground everywhere; a 2.6 m high building x 1.6..6.4 m (seven voxels deep: more than the camera
+    mask sees through, ``CAMERA_OCCLUDERS``), y -4..4 m; a car-sized block behind it (x 7.2..8.8 m,
+    1.4 m high)."""
     occ = np.zeros(GRID.shape, bool)
     occ[:, :, 1] = True                                               # the layer holding z = 0
-    occ |= _box((4.8, 4.8), (-4.0, 4.0), (0.0, 2.6))
+    occ |= _box((1.6, 6.4), (-4.0, 4.0), (0.0, 2.6))
     car = _box((7.2, 8.8), (-0.8, 0.8), (0.0, 1.0))
     return occ | car, car
 
@@ -81,8 +82,9 @@ def _ray_marks(occ, origins, dirs, ground=None):
 
 
 def _clear_sight(occ, origin, flat_index):
-    """The rule of Occ3D-style voxel visibility, one voxel at a time: the segment from the sensor to
-    the voxel's nearest point, sampled every half voxel, meets no occupied voxel before the last 1.5."""
+    """The camera mask's rule for an occupied voxel, one voxel at a time: the segment from the sensor
+    to the voxel's nearest point, sampled every half voxel, enters at most ``CAMERA_OCCLUDERS``
+    occupied voxels before the last 1.5."""
     v = 0.8
     ijk = np.array(np.unravel_index(flat_index, occ.shape))
     vmin = GRID.lower + ijk * v
@@ -92,7 +94,8 @@ def _clear_sight(occ, origin, flat_index):
     t = t[t < dist - 1.5 * v]
     pts = origin + (target - origin) / max(dist, 1e-9) * t[:, None]
     idx = np.clip(np.floor((pts - GRID.lower) / v).astype(int), 0, np.array(occ.shape) - 1)
-    return not occ[tuple(idx.T)].any()
+    entered = {tuple(i) for i in idx if occ[tuple(i)]}
+    return len(entered) <= CAMERA_OCCLUDERS
 
 
 def _reference_masks(occ, placement, ground):

@@ -1,13 +1,15 @@
 """Label statistics of the synthetic world against the real Occ3D-nuScenes frame (issue 14).
 
-The targets (0.4 m grid) are checked on keyframes 5, 20 and 35 of two default towns (seed 0), the
+The targets (0.4 m grid) are checked on keyframes 5, 20 and 35 of two default towns of seed 0 (a
+seed the world's settings were chosen on) and of seed 99991 (one they were not chosen on), the
 same statistics ``tools/make_synthetic.py --stats`` prints. The real frame's figures are constants
 here (source: ``../shared/real/README.md``, measured on the CVPR 2023 challenge's sample
 labels.npz), so every comparison runs in any clone; where ``../shared/real`` sits next to the
 repository, the constants are also checked against the frame itself.
-The default world meets every target on seed 0 (on other seeds some are missed by small margins,
-data/README.md "Statistics"): raised sidewalks (``KERB_HEIGHT``) fill level 1 as in the
-real frame, and the upward-beam rule brings ``mask_camera`` into range (data/README.md, "Statistics").
+The default world meets every target on the six seeds its settings were chosen on and on five
+others (data/README.md "Statistics"): raised sidewalks (``KERB_HEIGHT``) fill level 1 as in the
+real frame, the upward-beam rule brings ``mask_camera`` into range, and the camera mask's rule for
+occupied voxels is the one that best reproduces the real frame's own mask (tested below).
 """
 import glob
 import os
@@ -16,7 +18,8 @@ import numpy as np
 import pytest
 
 from occ.data.occ3d_io import load_occ3d_labels
-from occ.data.synthetic.stats import label_statistics, world_statistics
+from occ.data.synthetic.frame import CAMERA_OCCLUDERS
+from occ.data.synthetic.stats import camera_mask_fit, label_statistics, world_statistics
 
 REAL_GLOB = os.path.join(os.path.dirname(__file__), '..', '..', 'shared', 'real', 'occ3d-sample', '*', 'labels.npz')
 GROUND = (11, 12, 13, 14)                 # driveable_surface, other_flat, sidewalk, terrain
@@ -28,18 +31,22 @@ REAL_GROUND_PER_Z = (10520, 1504, 26) + (0,) * 13     # classes 11-14 per level 
 REAL_MASK_CAMERA = 0.068
 
 
-@pytest.fixture(scope='module')
-def ours():
-    return world_statistics(seed=0, worlds=2, frames=(5, 20, 35))
+@pytest.fixture(scope='module', params=[0, 99991], ids=['seed0-chosen-on', 'seed99991-held-out'])
+def ours(request):
+    return world_statistics(seed=request.param, worlds=2, frames=(5, 20, 35))
 
 
-@pytest.fixture(scope='module')
-def real():
+def _real_labels():
     files = sorted(glob.glob(REAL_GLOB))
     if not files:
         pytest.skip(f'the real Occ3D frame is not there ({os.path.normpath(REAL_GLOB)}); '
                     'see ../shared/real/README.md')
-    return label_statistics([load_occ3d_labels(files[0], (200, 200, 16))])
+    return load_occ3d_labels(files[0], (200, 200, 16))
+
+
+@pytest.fixture(scope='module')
+def real():
+    return label_statistics([_real_labels()])
 
 
 def _ground_share_in_levels_0_1(stats):
@@ -86,3 +93,14 @@ def test_raised_sidewalks_fill_level_1(ours):
 
 def test_mask_camera_fraction_in_0_05_0_09(ours):
     assert 0.05 <= ours['mask_camera'] <= 0.09
+
+
+def test_camera_occluders_best_reproduce_the_real_mask():
+    """CAMERA_OCCLUDERS is the value at which the camera mask's rule for occupied voxels agrees best
+    with the real frame's own mask_camera, on the real frame's own occupancy; the strict rule
+    (line of sight, 0) holds far fewer voxels than the real mask does."""
+    fit = camera_mask_fit(_real_labels(), occluders=range(11))
+    best = max(fit, key=lambda r: r['agreement'])
+    assert best['max_occluders'] == CAMERA_OCCLUDERS, [(r['max_occluders'], round(r['agreement'], 3)) for r in fit]
+    assert best['agreement'] > fit[0]['agreement'] + 0.05
+    assert fit[0]['held'] < 0.7 * fit[0]['real_held'] and abs(best['held'] - best['real_held']) < 0.1

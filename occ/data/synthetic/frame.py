@@ -24,6 +24,10 @@ DENSIFIED_CLASSES = (15, 16)  # manmade, vegetation: vertical gaps between LiDAR
 VERTICAL_GAP = 0.8           # metres: the largest vertical gap closed (two 0.4 m voxels; ~ the ring spacing at 35 m)
 GROUND_CLASSES = (11, 14)     # driveable_surface .. terrain: the classes of the road plane
 ANNOTATION_RADIUS = 60.0     # objects whose centre is this close (x-y) to the ego are annotated
+# Occupied voxels the camera mask holds behind this many other occupied voxels (seen from the rig
+# centre): the value at which this rule best reproduces the real Occ3D frame's own mask_camera on
+# its own occupancy (stats.camera_mask_fit; data/README.md "Masks").
+CAMERA_OCCLUDERS = 5
 SWEEP_COLUMN_STRIDE = 2      # LiDAR sweeps between keyframes cast every 2nd column (cheap: ~17k points)
 # Visibility rays: about one ray per voxel at 40 m (0.4 m voxels: every 2nd pixel of a 256-wide
 # image is ~0.6 deg); coarser grids need proportionally fewer rays.
@@ -84,6 +88,31 @@ def label_semantics(e2g: np.ndarray, grid: OccGrid, static: list, objects: tuple
     return fill_vertical_gaps(sem, DENSIFIED_CLASSES, max(1, int(np.floor(VERTICAL_GAP / grid.voxel_size + 1e-9))))
 
 
+def in_camera_view(points: np.ndarray, rig: list) -> np.ndarray:
+    """bool [P]: which points [P, 3] (ego frame) project inside some image of ``rig`` (``camera_rig``)."""
+    inside = np.zeros(len(points), bool)
+    for cam in rig:
+        e2c = np.linalg.inv(cam['cam2ego'])
+        pc = points @ e2c[:3, :3].T + e2c[:3, 3]
+        uvw = pc @ cam['intrinsics'].T
+        z = np.maximum(uvw[:, 2], 1e-6)
+        inside |= (pc[:, 2] > 0.1) & (uvw[:, 0] / z >= 0) & (uvw[:, 0] / z < cam['width']) & \
+            (uvw[:, 1] / z >= 0) & (uvw[:, 1] / z < cam['height'])
+    return inside
+
+
+def occupied_camera_visibility(occ: np.ndarray, grid: OccGrid, rig: list, candidates: np.ndarray,
+                               max_occluders: int | None = None) -> np.ndarray:
+    """Which occupied voxels (flat indices [M], inside some image) the camera mask holds (bool [M]).
+
+    Tested from the rig centre, through at most ``max_occluders`` (default ``CAMERA_OCCLUDERS``)
+    other occupied voxels: Occ3D's released camera masks are porous (data/README.md "Masks").
+    """
+    centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
+    k = CAMERA_OCCLUDERS if max_occluders is None else max_occluders
+    return voxel_visibility(occ, grid, centre, candidates, max_occluders=k)
+
+
 def is_ground(sem: np.ndarray) -> np.ndarray:
     """bool mask of the ground classes (driveable_surface, other_flat, sidewalk, terrain) of semantics."""
     return (sem >= GROUND_CLASSES[0]) & (sem <= GROUND_CLASSES[1])
@@ -124,25 +153,17 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
     else:
         mask_lidar = ray_visibility(occ, grid, l2e[:3, 3], d @ l2e[:3, :3].T, ground).ravel()
     mask_lidar[occ_idx] = True
-    # Occlusion of the in-image occupied voxels is tested from the rig centre.
     rig = camera_rig(image_size)
     if sensors2grid is not None:
         rig = [dict(cam, cam2ego=sensors2grid @ cam['cam2ego']) for cam in rig]
-    in_view = np.zeros(len(occ_idx), bool)
     origins, dirs = [], []
     for cam in rig:
         d = pixel_rays(cam['intrinsics'], cam['height'], cam['width'], pix_stride) @ cam['cam2ego'][:3, :3].T
         dirs.append(d)
         origins.append(np.broadcast_to(cam['cam2ego'][:3, 3], d.shape))
-        e2c = np.linalg.inv(cam['cam2ego'])
-        pc = occ_pts @ e2c[:3, :3].T + e2c[:3, 3]
-        uvw = pc @ cam['intrinsics'].T
-        z = np.maximum(uvw[:, 2], 1e-6)
-        in_view |= (pc[:, 2] > 0.1) & (uvw[:, 0] / z >= 0) & (uvw[:, 0] / z < cam['width']) & \
-            (uvw[:, 1] / z >= 0) & (uvw[:, 1] / z < cam['height'])
+    in_view = in_camera_view(occ_pts, rig)
     mask_cam = ray_visibility(occ, grid, np.concatenate(origins), np.concatenate(dirs)).ravel()
-    rig_centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
-    mask_cam[occ_idx[in_view]] |= voxel_visibility(occ, grid, rig_centre, occ_idx[in_view])
+    mask_cam[occ_idx[in_view]] |= occupied_camera_visibility(occ, grid, rig, occ_idx[in_view])
     if ground is not None:
         mask_cam[occ_idx[in_view]] |= ground.ravel()[occ_idx[in_view]]
     mask_cam &= mask_lidar

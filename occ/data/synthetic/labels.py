@@ -144,13 +144,17 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
 
 
 def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, candidates: np.ndarray,
-                     step: float | None = None) -> np.ndarray:
+                     step: float | None = None, max_occluders: int = 0) -> np.ndarray:
     """Which candidate voxels a sensor at ``origin`` sees (bool [M]).
 
     A voxel (flat index in ``candidates`` [M]) is seen when the segment from the
-    origin to the voxel's nearest point crosses no occupied voxel before the
-    last 1.5 voxels: at grazing angles the segment runs just over neighbours of
-    the same surface (the road in front of a road voxel), which do not hide it.
+    origin to the voxel's nearest point crosses at most ``max_occluders`` occupied
+    voxels before its last 1.5 voxels: at grazing angles the segment runs just over
+    neighbours of the same surface (the road in front of a road voxel), which do not
+    hide it. ``max_occluders`` = 0 is strict line of sight; the camera mask uses
+    ``frame.CAMERA_OCCLUDERS`` (fitted to the real Occ3D frame, data/README.md "Masks").
+    The segment is sampled every ``step`` metres (default half a voxel); an occluder is
+    a run of samples in one occupied voxel.
     """
     shape = np.array(occupied.shape)
     v = grid.voxel_size
@@ -174,7 +178,13 @@ def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, ca
         t = (np.arange(m)[None] + 0.5) * step * np.ones((len(r), 1))
         before = t < limit[r, None]
         idx = _flat_index(origin, dirs[r], t, grid.lower, v, shape)
-        seen[r] = ~(before & occ_flat[idx]).any(1)
+        blocked = before & occ_flat[idx]
+        if max_occluders <= 0:
+            seen[r] = ~blocked.any(1)
+        else:
+            entered = np.ones(idx.shape, bool)                         # the sample starts a new voxel
+            entered[:, 1:] = idx[:, 1:] != idx[:, :-1]
+            seen[r] = (blocked & entered).sum(1) <= max_occluders
     return seen
 
 

@@ -40,7 +40,7 @@ CAMERA_RANGE = 400.0       # the ground is visible to the horizon; objects are c
 OBJECT_RANGE = 150.0
 SKY = 17                   # semantics2d value of sky pixels (no surface)
 VEGETATION = 16
-FOLIAGE_DEPTH = 0.5        # metres: mean depth at which a LiDAR beam entering foliage returns (exponential)
+FOLIAGE_DEPTH = 0.8        # metres: mean depth at which a LiDAR beam entering foliage returns (exponential)
 
 # LiDAR reflectivity per Occ3D class (paint on the road is brighter, see lidar_scan).
 _REFLECT = np.array([0.3, 0.6, 0.3, 0.45, 0.5, 0.45, 0.35, 0.25, 0.8, 0.45, 0.45,

@@ -6,8 +6,9 @@ import numpy as np
 from occ.constants import CLASS_NAMES, FREE
 from occ.geometry import OccGrid
 
-from .frame import make_labels
+from .frame import in_camera_view, make_labels, occupied_camera_visibility
 from .generate import DEFAULT_IMAGE_SIZE
+from .sensors import camera_rig
 from .world import KERB_HEIGHT, build_world
 
 _SHARE_CLASSES = (16, 11, 15, 13, 4, 14, 3, 12, 0, 1, 7, 10)
@@ -40,6 +41,38 @@ def world_statistics(seed: int = 0, worlds: int = 4, frames=(5, 20, 35), scene_f
         world = build_world(seed, w, scene_frames, kerb_height=kerb_height, upward_endpoint_only=upward_endpoint_only)
         labels += [make_labels(world, f, 0, grid, DEFAULT_IMAGE_SIZE) for f in frames]
     return label_statistics(labels)
+
+
+def camera_mask_fit(label: dict, occluders=range(13), voxel: float = 0.4) -> list:
+    """How well the camera mask's rule for occupied voxels (``frame.occupied_camera_visibility``)
+    reproduces a real Occ3D frame's own ``mask_camera`` on that frame's own occupancy.
+
+    Args:
+        label: one real frame's ``semantics`` and ``mask_camera`` (uint8 [200, 200, 16]).
+        occluders: the ``max_occluders`` values to try.
+    Returns:
+        per value a dict: ``max_occluders``, ``agreement`` (share of the occupied voxels on which
+        the rule and the real mask agree; voxels outside every image count as not held),
+        ``held`` (share of occupied voxels held by the rule), ``real_held`` and ``visible``
+        {class: (rule, real)} for the classes of the statistics table.
+    """
+    grid = OccGrid.from_voxel(voxel)
+    sem = np.asarray(label['semantics'])
+    real = np.asarray(label['mask_camera']).astype(bool).ravel()
+    occ = sem != FREE
+    idx = np.flatnonzero(occ)
+    rig = camera_rig(DEFAULT_IMAGE_SIZE)
+    in_view = in_camera_view(grid.centers().reshape(-1, 3)[idx], rig)
+    cls, real = sem.ravel()[idx], real[idx]
+    out = []
+    for k in occluders:
+        held = np.zeros(len(idx), bool)
+        held[in_view] = occupied_camera_visibility(occ, grid, rig, idx[in_view], max_occluders=k)
+        out.append({'max_occluders': int(k), 'agreement': float((held == real).mean()),
+                    'held': float(held.mean()), 'real_held': float(real.mean()),
+                    'visible': {c: (float(held[cls == c].mean()), float(real[cls == c].mean()))
+                                for c in _VISIBLE_CLASSES if (cls == c).any()}})
+    return out
 
 
 def comparison_table(ours: dict, real: dict | None) -> str:

@@ -376,6 +376,34 @@ def _bench_or_box(rng, b, x, y, yaw, z0=0.0):
         b.cylinder(x, y, z0, 0.18, 0.75, cls=OTHERS, albedo=(0.75, 0.1, 0.08), tex=TEX_PLAIN)
 
 
+def _garden_edge(rng, b, x, y, length, along_x):
+    """The street edge of a front garden, centred at (x, y), ``length`` m along x (``along_x``) or y:
+    a hedge (0.8-2.2 m), a wall or fence (1.0-2.0 m, manmade), or nothing."""
+    roll = rng.random()
+    if roll < 0.55:
+        w, h, kw = 0.9, rng.uniform(0.8, 2.2), dict(cls=VEGETATION, albedo=(0.14, 0.31, 0.1), tex=TEX_FOLIAGE)
+    elif roll < 0.85:
+        w, h, kw = 0.25, rng.uniform(1.0, 2.0), dict(cls=MANMADE, albedo=(0.6, 0.57, 0.52), tex=TEX_CONCRETE)
+    else:
+        return
+    b.box(x, y, 0, length if along_x else w, w if along_x else length, h, **kw)
+
+
+def _park_fence(rng, b, x0, x1, y0, y1, gaps):
+    """Railings (manmade, 1.2-1.8 m) along the four sides of a park, open 4 m wide at ``gaps``
+    ((x, y) where a path leaves the park)."""
+    h = rng.uniform(1.2, 1.8)
+    for along_x, c, a0, a1 in ((True, y0 + 0.3, x0, x1), (True, y1 - 0.3, x0, x1),
+                               (False, x0 + 0.3, y0, y1), (False, x1 - 0.3, y0, y1)):
+        cuts = sorted(g[0] if along_x else g[1] for g in gaps)
+        edges = [a0] + [e for g in cuts for e in (g - 2.0, g + 2.0)] + [a1]
+        for s0, s1 in zip(edges[::2], edges[1::2]):
+            if s1 - s0 > 1.0:
+                m = (s0 + s1) / 2
+                b.box(m if along_x else c, c if along_x else m, 0, s1 - s0 if along_x else 0.1,
+                      0.1 if along_x else s1 - s0, h, cls=MANMADE, albedo=(0.2, 0.22, 0.2), tex=TEX_PAINT)
+
+
 def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
     """Fill the block rectangle [x0, x1] x [y0, y1] (global metres) with content of ``kind``."""
     wx, wy = x1 - x0, y1 - y0
@@ -399,18 +427,14 @@ def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
                     cx = x0 + a + fw / 2
                     cy = y0 + setback + depth / 2 if side == 0 else y1 - setback - depth / 2
                     b.box(cx, cy, 0, fw, depth, h, cls=MANMADE, albedo=col, tex=TEX_FACADE)
-                    if setback > 0 and rng.random() < 0.7:
-                        hy = y0 + 0.6 if side == 0 else y1 - 0.6
-                        b.box(cx, hy, 0, fw, 0.9, rng.uniform(0.8, 1.6), cls=VEGETATION,
-                              albedo=(0.14, 0.31, 0.1), tex=TEX_FOLIAGE)
+                    if setback > 0:
+                        _garden_edge(rng, b, cx, y0 + 0.6 if side == 0 else y1 - 0.6, fw, along_x=True)
                 else:
                     cy = y0 + a + fw / 2
                     cx = x0 + setback + depth / 2 if side == 2 else x1 - setback - depth / 2
                     b.box(cx, cy, 0, depth, fw, h, cls=MANMADE, albedo=col, tex=TEX_FACADE)
-                    if setback > 0 and rng.random() < 0.7:
-                        hx = x0 + 0.6 if side == 2 else x1 - 0.6
-                        b.box(hx, cy, 0, 0.9, fw, rng.uniform(0.8, 1.6), cls=VEGETATION,
-                              albedo=(0.14, 0.31, 0.1), tex=TEX_FOLIAGE)
+                    if setback > 0:
+                        _garden_edge(rng, b, x0 + 0.6 if side == 2 else x1 - 0.6, cy, fw, along_x=False)
                 a += fw + rng.choice([0.0, rng.uniform(2, 6)], p=[0.6, 0.4])
         # Courtyard trees.
         for _ in range(int(wx * wy / 450)):
@@ -423,8 +447,12 @@ def _fill_block(rng, b, placements, walkways, rect, kind, x0, x1, y0, y1):
             walkways.append((x0 + 1, cy, x1 - 1, cy))
             walkways.append((cx, y0 + 1, cx, y1 - 1))
             keep_out = lambda x, y: abs(x - cx) < 3.5 or abs(y - cy) < 3.5   # noqa: E731
+            gaps = [(cx, cy)]
         else:
             keep_out = lambda x, y: False   # noqa: E731
+            gaps = []
+        if rng.random() < 0.6:
+            _park_fence(rng, b, x0, x1, y0, y1, gaps)
         for _ in range(int(wx * wy / 40)):
             x, y = rng.uniform(x0 + 2, x1 - 2), rng.uniform(y0 + 2, y1 - 2)
             if keep_out(x, y):
