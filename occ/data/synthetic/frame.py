@@ -136,7 +136,8 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
         first occupied voxel, except beams that end on the ground, which observe only that voxel
         (the real Occ3D frame has no observed free voxel in its two lowest levels). Camera: the
         free voxels the camera pixel rays traverse up to their first occupied voxel, the occupied
-        voxels inside some image with a clear line of sight from the rig centre, and the ground
+        voxels inside some image seen from the rig centre through at most ``CAMERA_OCCLUDERS`` other
+        occupied voxels (``occupied_camera_visibility``), and the ground
         voxels inside some image (the real frame's camera mask holds all of its LiDAR-observed
         ground voxels), kept only where the LiDAR mask is (as in Occ3D).
     """
