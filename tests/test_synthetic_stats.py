@@ -104,3 +104,15 @@ def test_camera_occluders_best_reproduce_the_real_mask():
     assert best['max_occluders'] == CAMERA_OCCLUDERS, [(r['max_occluders'], round(r['agreement'], 3)) for r in fit]
     assert best['agreement'] > fit[0]['agreement'] + 0.05
     assert fit[0]['held'] < 0.7 * fit[0]['real_held'] and abs(best['held'] - best['real_held']) < 0.1
+
+
+def test_make_synthetic_stats_prints_the_table_and_the_mask_fit(capsys):
+    from fixtures_data import load_tool
+    files = sorted(glob.glob(REAL_GLOB))
+    if not files:
+        pytest.skip('the real Occ3D frame is not there')
+    assert load_tool('make_synthetic').run(['--stats', '1', '--real', files[0]]) == 0
+    out = capsys.readouterr().out
+    assert '| in mask_camera: vegetation |' in out and '| 0.430 |' in out
+    fit = out.split('camera-mask rule on the real frame')[1]
+    assert f'N={CAMERA_OCCLUDERS}: 0.742' in fit and 'N=0: 0.640' in fit

@@ -73,10 +73,17 @@ def main(argv=None):
         print(f'wrote {a.preview}')
     if a.stats:
         from occ.data.occ3d_io import load_occ3d_labels
-        from occ.data.synthetic.stats import comparison_table, label_statistics, world_statistics
-        real = label_statistics([load_occ3d_labels(a.real, (200, 200, 16))]) if a.real else None
+        from occ.data.synthetic.stats import camera_mask_fit, comparison_table, label_statistics, world_statistics
+        real_labels = load_occ3d_labels(a.real, (200, 200, 16)) if a.real else None
+        real = label_statistics([real_labels]) if a.real else None
         print(comparison_table(world_statistics(a.seed, a.stats, kerb_height=a.kerb_height,
                                                        upward_endpoint_only=a.upward_endpoint_only), real))
+        if a.real:
+            fit = camera_mask_fit(real_labels)
+            print('\ncamera-mask rule on the real frame (occupied voxels held behind at most N others; '
+                  'agreement with its own mask_camera, held share vs real):')
+            print(', '.join(f"N={r['max_occluders']}: {r['agreement']:.3f} ({r['held']:.2f} vs {r['real_held']:.2f})"
+                            for r in fit))
 
 
 def run(argv=None) -> int:
