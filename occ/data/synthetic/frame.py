@@ -11,7 +11,7 @@ from occ.constants import FREE
 from occ.geometry import OccGrid
 
 from .box_counts import count_points_in_boxes
-from .labels import fill_vertical_gaps, ray_visibility, voxel_codes, voxel_visibility, voxelize_points
+from .labels import fill_vertical_gaps, occluder_counts, ray_visibility, voxel_codes, voxelize_points
 from .nuscenes_db import quat, yaw_quat
 from .objects import CATEGORY_TO_CLASS
 from .primitives import Primitives
@@ -101,16 +101,13 @@ def in_camera_view(points: np.ndarray, rig: list) -> np.ndarray:
     return inside
 
 
-def occupied_camera_visibility(occ: np.ndarray, grid: OccGrid, rig: list, candidates: np.ndarray,
-                               max_occluders: int | None = None) -> np.ndarray:
-    """Which occupied voxels (flat indices [M], inside some image) the camera mask holds (bool [M]).
-
-    Tested from the rig centre, through at most ``max_occluders`` (default ``CAMERA_OCCLUDERS``)
-    other occupied voxels: Occ3D's released camera masks are porous (data/README.md "Masks").
-    """
+def camera_occluders(occ: np.ndarray, grid: OccGrid, rig: list, candidates: np.ndarray) -> np.ndarray:
+    """Occupied voxels in front of each candidate voxel (flat indices [M]) seen from the rig centre
+    (int [M], ``labels.occluder_counts``): the camera mask holds an in-image occupied voxel when
+    this is at most ``CAMERA_OCCLUDERS`` (Occ3D's released camera masks are porous; data/README.md
+    "Masks")."""
     centre = np.mean([cam['cam2ego'][:3, 3] for cam in rig], 0)
-    k = CAMERA_OCCLUDERS if max_occluders is None else max_occluders
-    return voxel_visibility(occ, grid, centre, candidates, max_occluders=k)
+    return occluder_counts(occ, grid, centre, candidates)
 
 
 def is_ground(sem: np.ndarray) -> np.ndarray:
@@ -137,7 +134,7 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
         (the real Occ3D frame has no observed free voxel in its two lowest levels). Camera: the
         free voxels the camera pixel rays traverse up to their first occupied voxel, the occupied
         voxels inside some image seen from the rig centre through at most ``CAMERA_OCCLUDERS`` other
-        occupied voxels (``occupied_camera_visibility``), and the ground
+        occupied voxels (``camera_occluders``), and the ground
         voxels inside some image (the real frame's camera mask holds all of its LiDAR-observed
         ground voxels), kept only where the LiDAR mask is (as in Occ3D).
     """
@@ -164,7 +161,7 @@ def sensor_masks(occ: np.ndarray, grid: OccGrid, image_size, sensors2grid: np.nd
         origins.append(np.broadcast_to(cam['cam2ego'][:3, 3], d.shape))
     in_view = in_camera_view(occ_pts, rig)
     mask_cam = ray_visibility(occ, grid, np.concatenate(origins), np.concatenate(dirs)).ravel()
-    mask_cam[occ_idx[in_view]] |= occupied_camera_visibility(occ, grid, rig, occ_idx[in_view])
+    mask_cam[occ_idx[in_view]] |= camera_occluders(occ, grid, rig, occ_idx[in_view]) <= CAMERA_OCCLUDERS
     if ground is not None:
         mask_cam[occ_idx[in_view]] |= ground.ravel()[occ_idx[in_view]]
     mask_cam &= mask_lidar

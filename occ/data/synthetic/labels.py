@@ -145,16 +145,21 @@ def ray_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, dirs
 
 def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, candidates: np.ndarray,
                      step: float | None = None, max_occluders: int = 0) -> np.ndarray:
-    """Which candidate voxels a sensor at ``origin`` sees (bool [M]).
+    """Which candidate voxels a sensor at ``origin`` sees (bool [M]): those behind at most
+    ``max_occluders`` occupied voxels (``occluder_counts``). 0 is strict line of sight; the camera
+    mask uses ``frame.CAMERA_OCCLUDERS`` (fitted to the real Occ3D frame, data/README.md "Masks")."""
+    return occluder_counts(occupied, grid, origin, candidates, step) <= max_occluders
 
-    A voxel (flat index in ``candidates`` [M]) is seen when the segment from the
-    origin to the voxel's nearest point crosses at most ``max_occluders`` occupied
-    voxels before its last 1.5 voxels: at grazing angles the segment runs just over
-    neighbours of the same surface (the road in front of a road voxel), which do not
-    hide it. ``max_occluders`` = 0 is strict line of sight; the camera mask uses
-    ``frame.CAMERA_OCCLUDERS`` (fitted to the real Occ3D frame, data/README.md "Masks").
-    The segment is sampled every ``step`` metres (default half a voxel); an occluder is
-    a run of samples in one occupied voxel.
+
+def occluder_counts(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, candidates: np.ndarray,
+                    step: float | None = None) -> np.ndarray:
+    """How many occupied voxels lie in front of each candidate voxel, seen from ``origin`` (int [M]).
+
+    Counted along the segment from the origin to the voxel's nearest point (flat indices in
+    ``candidates`` [M]), sampled every ``step`` metres (default half a voxel), before its last 1.5
+    voxels: at grazing angles the segment runs just over neighbours of the same surface (the road
+    in front of a road voxel), which do not hide it. An occluder is a run of samples in one
+    occupied voxel.
     """
     shape = np.array(occupied.shape)
     v = grid.voxel_size
@@ -168,7 +173,7 @@ def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, ca
     dirs = d / np.maximum(dist, 1e-9)[:, None]
     limit = dist - 1.5 * v
     order = np.argsort(limit)
-    seen = np.ones(len(candidates), bool)
+    count = np.zeros(len(candidates), np.int64)
     occ_flat = occupied.ravel()
     for s0 in range(0, len(order), 4096):
         r = order[s0:s0 + 4096]
@@ -176,16 +181,11 @@ def voxel_visibility(occupied: np.ndarray, grid: OccGrid, origin: np.ndarray, ca
         if m <= 0:
             continue
         t = (np.arange(m)[None] + 0.5) * step * np.ones((len(r), 1))
-        before = t < limit[r, None]
         idx = _flat_index(origin, dirs[r], t, grid.lower, v, shape)
-        blocked = before & occ_flat[idx]
-        if max_occluders <= 0:
-            seen[r] = ~blocked.any(1)
-        else:
-            entered = np.ones(idx.shape, bool)                         # the sample starts a new voxel
-            entered[:, 1:] = idx[:, 1:] != idx[:, :-1]
-            seen[r] = (blocked & entered).sum(1) <= max_occluders
-    return seen
+        entered = np.ones(idx.shape, bool)                             # the sample starts a new voxel
+        entered[:, 1:] = idx[:, 1:] != idx[:, :-1]
+        count[r] = ((t < limit[r, None]) & occ_flat[idx] & entered).sum(1)
+    return count
 
 
 def _flat_index(origin, dirs, t, lo, v, shape):

@@ -6,7 +6,7 @@ import numpy as np
 from occ.constants import CLASS_NAMES, FREE
 from occ.geometry import OccGrid
 
-from .frame import in_camera_view, make_labels, occupied_camera_visibility
+from .frame import camera_occluders, in_camera_view, make_labels
 from .generate import DEFAULT_IMAGE_SIZE
 from .sensors import camera_rig
 from .world import KERB_HEIGHT, build_world
@@ -44,7 +44,7 @@ def world_statistics(seed: int = 0, worlds: int = 4, frames=(5, 20, 35), scene_f
 
 
 def camera_mask_fit(label: dict, occluders=range(13), voxel: float = 0.4) -> list:
-    """How well the camera mask's rule for occupied voxels (``frame.occupied_camera_visibility``)
+    """How well the camera mask's rule for occupied voxels (``frame.camera_occluders``)
     reproduces a real Occ3D frame's own ``mask_camera`` on that frame's own occupancy.
 
     Args:
@@ -64,10 +64,11 @@ def camera_mask_fit(label: dict, occluders=range(13), voxel: float = 0.4) -> lis
     rig = camera_rig(DEFAULT_IMAGE_SIZE)
     in_view = in_camera_view(grid.centers().reshape(-1, 3)[idx], rig)
     cls, real = sem.ravel()[idx], real[idx]
+    count = np.full(len(idx), np.iinfo(np.int64).max)                  # outside every image: never held
+    count[in_view] = camera_occluders(occ, grid, rig, idx[in_view])
     out = []
     for k in occluders:
-        held = np.zeros(len(idx), bool)
-        held[in_view] = occupied_camera_visibility(occ, grid, rig, idx[in_view], max_occluders=k)
+        held = count <= k
         out.append({'max_occluders': int(k), 'agreement': float((held == real).mean()),
                     'held': float(held.mean()), 'real_held': float(real.mean()),
                     'visible': {c: (float(held[cls == c].mean()), float(real[cls == c].mean()))
